@@ -1,0 +1,48 @@
+# greenroute's developer entry points. Every target makes its own virtualenv on first use.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+CONSTRAINTS := requirements/constraints.txt
+STAMP := $(VENV)/.installed
+
+.PHONY: help venv lint test test-fast demo bench lock clean
+
+help:
+	@echo "make test    lint, then the whole test suite"
+	@echo "make lint    ruff and mypy --strict over src/ and adapters/"
+	@echo "make bench   benchmarks (decision latency)"
+	@echo "make lock    re-resolve and pin dependencies into $(CONSTRAINTS)"
+
+$(STAMP): pyproject.toml $(CONSTRAINTS)
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --disable-pip-version-check --upgrade "pip>=24"
+	$(PIP) install --quiet --disable-pip-version-check -c $(CONSTRAINTS) -e '.[dev]'
+	@touch $@
+
+venv: $(STAMP)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src adapters tests benchmarks tools
+	$(VENV)/bin/mypy
+
+test: lint
+	$(VENV)/bin/pytest
+
+test-fast: $(STAMP)
+	$(VENV)/bin/pytest -m "not slow"
+
+bench: $(STAMP)
+	$(PY) benchmarks/decision_latency.py
+
+lock:
+	rm -rf .venv-lock
+	$(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/pip install --quiet --upgrade "pip>=24"
+	.venv-lock/bin/pip install --quiet '.[all,dev]' 'boto3==1.43.117' 's3fs==2026.9.0'
+	( sed -n '1,3p' $(CONSTRAINTS); .venv-lock/bin/pip freeze | grep -v -i '^greenroute' ) > $(CONSTRAINTS).new
+	mv $(CONSTRAINTS).new $(CONSTRAINTS)
+	rm -rf .venv-lock
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,85 @@
+"""greenroute: carbon-aware placement for object storage.
+
+Before each write, greenroute asks which configured storage backend is greenest right now, from
+live or embedded grid carbon data, and says what the write is estimated to emit.
+
+Example:
+    >>> import greenroute
+    >>> service = greenroute.load_config(None).build_service()
+    >>> decision = service.select_greenest_backend(None, 10_000_000)
+    >>> decision.signal.value, decision.backend_id
+    ('average', 'aws-eu-north-1')
+"""
+
+from __future__ import annotations
+
+from .carbon import CarbonEstimate, CarbonModel
+from .config import GreenrouteConfig, load_config
+from .embedded import EmbeddedGridSource
+from .errors import (
+    ConfigError,
+    GreenrouteError,
+    GridAccessDeniedError,
+    GridDataError,
+    GridDataUnavailableError,
+    GridUnitsError,
+    NoEligibleBackendError,
+    PlacementError,
+    UnknownRegionError,
+)
+from .events import AuditLogSink, EventBus
+from .model import (
+    Alternative,
+    Backend,
+    CarbonPlacementDecision,
+    GreenScore,
+    GridCarbonData,
+    GridDataSource,
+    Objective,
+    Provider,
+    SignalKind,
+)
+from .placement import GreenPlacementService, PlacementPolicy
+from .ports import GridSource
+from .scoring import BackendGreenScoreRegistry, ScoreWeights, green_score
+from .signals import GridResolution, GridSignals, ManualGridSource
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Alternative",
+    "AuditLogSink",
+    "Backend",
+    "BackendGreenScoreRegistry",
+    "CarbonEstimate",
+    "CarbonModel",
+    "CarbonPlacementDecision",
+    "ConfigError",
+    "EmbeddedGridSource",
+    "EventBus",
+    "GreenPlacementService",
+    "GreenScore",
+    "GreenrouteConfig",
+    "GreenrouteError",
+    "GridAccessDeniedError",
+    "GridCarbonData",
+    "GridDataError",
+    "GridDataSource",
+    "GridDataUnavailableError",
+    "GridResolution",
+    "GridSignals",
+    "GridSource",
+    "GridUnitsError",
+    "ManualGridSource",
+    "NoEligibleBackendError",
+    "Objective",
+    "PlacementError",
+    "PlacementPolicy",
+    "Provider",
+    "ScoreWeights",
+    "SignalKind",
+    "UnknownRegionError",
+    "__version__",
+    "green_score",
+    "load_config",
+]

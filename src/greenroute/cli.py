@@ -1,0 +1,265 @@
+"""The ``greenroute`` command: grid data, scores and placement decisions from the terminal.
+
+Every command takes ``--config FILE`` and ``--json``. With no config file it uses the five
+pre-registered profiles and the embedded annual averages, so it works on a fresh install with no
+keys and no network.
+
+Exit codes: 0 success, 1 no answer (for example no source knew any region asked for),
+2 bad input or configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from .config import GreenrouteConfig, load_config
+from .embedded import ATTRIBUTION
+from .errors import ConfigError, GreenrouteError
+from .model import CarbonPlacementDecision, SignalKind
+
+__all__ = ["main", "parse_size"]
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?i?b?)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12, "p": 10**15,
+          "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40, "pi": 2**50}
+
+
+def parse_size(text: str) -> int:
+    """Parse a size like ``10MB`` (decimal), ``10MiB`` (binary) or ``1500`` (bytes).
+
+    Example:
+        >>> parse_size("10MB"), parse_size("1KiB")
+        (10000000, 1024)
+    """
+    m = _SIZE.match(text)
+    if not m:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (try 10MB, 1.5GiB or 4096)")
+    unit = (m.group(2) or "").lower().removesuffix("b")
+    if unit not in _UNITS:
+        raise argparse.ArgumentTypeError(f"unknown size unit in {text!r}")
+    return int(float(m.group(1)) * _UNITS[unit])
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="FILE", help="config file (default: $GREENROUTE_CONFIG, "
+                        "then ./greenroute.toml, then the built-in profiles)")
+    common.add_argument("--json", action="store_true", help="print JSON for scripts")
+
+    parser = argparse.ArgumentParser(prog="greenroute", description="Carbon-aware object storage placement.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    grid = sub.add_parser("grid", parents=[common], help="grid carbon intensity of regions")
+    grid.add_argument("regions", nargs="+", metavar="REGION")
+    grid.add_argument("--source", help="ask only this source (watttime, electricitymaps, ukcarbon, "
+                      "embedded, manual)")
+
+    sub.add_parser("scores", parents=[common], help="configured backends, best first")
+
+    place = sub.add_parser("place", parents=[common], help="where a write would go, and its gCO2e")
+    place.add_argument("--size", type=parse_size, required=True, help="write size, e.g. 10MB or 1GiB")
+    place.add_argument("--retention-days", type=float, default=None)
+    place.add_argument("--candidates", nargs="+", default=None, metavar="BACKEND",
+                       help="backend ids to choose from (default: all)")
+    place.add_argument("--objective", choices=["score", "min_carbon"], default=None)
+
+    config = sub.add_parser("config", help="configuration commands")
+    config_sub = config.add_subparsers(dest="config_command", required=True)
+    config_sub.add_parser("check", parents=[common], help="validate the configuration")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code."""
+    args = _parser().parse_args(argv)
+    out = Console(highlight=False)
+    if not out.is_terminal:
+        out = Console(highlight=False, width=120)  # pipes and CI logs: do not squeeze tables to 80
+    err = Console(stderr=True, highlight=False)
+    try:
+        cfg = load_config(args.config)
+        if args.command == "grid":
+            return _grid(cfg, args, out)
+        if args.command == "scores":
+            return _scores(cfg, args, out)
+        if args.command == "place":
+            return _place(cfg, args, out)
+        return _config_check(cfg, args, out)
+    except GreenrouteError as exc:
+        if getattr(args, "json", False):
+            print(json.dumps({"error": type(exc).__name__, "message": str(exc)}))
+        else:
+            err.print(f"[bold red]error:[/] {exc}", markup=True)
+        return 2
+
+
+def _grid(cfg: GreenrouteConfig, args: argparse.Namespace, out: Console) -> int:
+    service = cfg.build_service()
+    rows: list[dict[str, Any]] = []
+    source = None
+    if args.source:
+        sources = {s.name: s for s in [*cfg.build_sources(), service.signals.embedded]}
+        if args.source not in sources:
+            raise ConfigError(f"unknown or unconfigured source {args.source!r} "
+                              f"(configured: {', '.join(sorted(sources))})", key="--source")
+        source = sources[args.source]
+    for region in args.regions:
+        try:
+            if source is None:
+                value = service.get_grid_carbon_data(region)
+            else:
+                backend = next((b for b in cfg.backends if b.region == region), None)
+                zone = None
+                if backend is not None:
+                    zone = backend.watttime_region if source.signal is SignalKind.MARGINAL else backend.grid_zone
+                value = service.signals.get(source, region, zone)
+            rows.append({"region": region, **value.to_dict(), "age_seconds": value.age_seconds()})
+        except GreenrouteError as exc:
+            rows.append({"region": region, "error": f"{type(exc).__name__}: {exc}"})
+    answered = sum(1 for r in rows if "error" not in r)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False, title="Grid carbon intensity")
+        for col in ("region", "zone", "gCO2e/kWh", "signal", "source", "age", "note"):
+            table.add_column(col, no_wrap=True, justify="right" if col in {"gCO2e/kWh", "age"} else "left")
+        for r in rows:
+            if "error" in r:
+                table.add_row(r["region"], "", "", "", "", "", "[red]error, see below[/]")
+                continue
+            note = "stale" if r["is_stale"] else ("estimated" if r["is_estimated"] else "")
+            table.add_row(r["region"], r["grid_zone"] or "", f"{r['carbon_intensity_g_per_kwh']:g}",
+                          r["signal"], r["source"], _age(r["age_seconds"]), note)
+        out.print(table)
+        for r in rows:
+            if "error" in r:
+                out.print(f"[red]{r['region']}[/]: {r['error']}")
+        out.print(table)
+        _attribution(out, rows)
+    return 0 if answered else 1
+
+
+def _scores(cfg: GreenrouteConfig, args: argparse.Namespace, out: Console) -> int:
+    service = cfg.build_service()
+    scores = service.get_green_scores()
+    grid = service.signals.resolve(service.backends)
+    if args.json:
+        print(json.dumps({
+            "signal": grid.signal.value,
+            "fallback_reasons": list(grid.fallback_reasons),
+            "weights": service.registry.weights.to_dict(),
+            "scores": [{**s.to_dict(), "grid": grid.values[s.backend_id].to_dict()} for s in scores],
+        }, indent=2))
+        return 0
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False,
+                  title=f"Green scores, best first (signal: {_signal_label(grid.values.values())})")
+    for col in ("backend", "region", "score", "renew.", "carbon", "PUE", "WUE", "g/kWh"):
+        table.add_column(col, no_wrap=True, justify="left" if col in {"backend", "region"} else "right")
+    for s in scores:
+        g = grid.values[s.backend_id]
+        table.add_row(s.backend_id, s.region, f"{s.score:.2f}", f"{s.renewable_component:.2f}",
+                      f"{s.carbon_component:.2f}", f"{s.pue_component:.2f}", f"{s.wue_component:.2f}",
+                      f"{s.carbon_intensity_g_per_kwh:g}" + ("*" if g.is_stale else ""))
+    out.print(table)
+    for reason in grid.fallback_reasons:
+        out.print(f"fallback: {reason}")
+    _attribution(out, [v.to_dict() for v in grid.values.values()])
+    return 0
+
+
+def _place(cfg: GreenrouteConfig, args: argparse.Namespace, out: Console) -> int:
+    service = cfg.build_service()
+    decision = service.select_greenest_backend(args.candidates, args.size, retention_days=args.retention_days,
+                                               objective=args.objective)
+    if args.json:
+        print(json.dumps(decision.to_dict(), indent=2))
+        return 0
+    _print_decision(decision, out)
+    return 0
+
+
+def _print_decision(d: CarbonPlacementDecision, out: Console) -> None:
+    g = d.grid
+    out.print(f"[bold green]{d.backend_id}[/] ({d.backend.region}) -> {d.target_url}")
+    out.print(f"  objective {d.objective.value}, score {d.score.score:.2f}, "
+              f"{g.carbon_intensity_g_per_kwh:g} gCO2e/kWh ({g.signal.value}, {g.source.value})")
+    out.print(f"  write of {_bytes(d.data_size_bytes)}: {_grams(d.write_gco2e)}; at rest "
+              f"{_grams(d.at_rest_gco2e_per_month)} per month"
+              + (f", {_grams(d.retention_gco2e)} over {d.retention_days:g} days" if d.retention_days else ""))
+    table = Table(box=box.SIMPLE_HEAD, title="Alternatives")
+    for col in ("backend", "score", "write gCO2e", "reason"):
+        table.add_column(col)
+    for a in d.alternatives:
+        table.add_row(a.backend_id, f"{a.score:.2f}", f"{a.write_gco2e:.4g}", a.reason)
+    for backend_id, why in sorted(d.ineligible.items()):
+        table.add_row(backend_id, "-", "-", f"ineligible: {why}")
+    out.print(table)
+    for reason in d.fallback_reasons:
+        out.print(f"fallback: {reason}")
+    _attribution(out, [v.to_dict() for v in d.grid_data.values()])
+
+
+def _config_check(cfg: GreenrouteConfig, args: argparse.Namespace, out: Console) -> int:
+    sources = cfg.build_sources()
+    report: dict[str, Any] = {
+        "path": cfg.path,
+        "backends": [b.to_dict() for b in cfg.backends],
+        "sources": [{"name": s.name, "signal": s.signal.value, "available": s.is_available()} for s in sources],
+        "signal": cfg.placement.signal.value,
+        "objective": cfg.placement.objective.value,
+        "catalog_url": cfg.catalog_url,
+    }
+    if args.json:
+        print(json.dumps({"ok": True, **report}, indent=2))
+        return 0
+    out.print(f"[green]ok[/]: {cfg.path or 'no config file; using the pre-registered profiles'}")
+    out.print(f"  {len(cfg.backends)} backends: {', '.join(b.id for b in cfg.backends)}")
+    for s in report["sources"]:
+        out.print(f"  source {s['name']} ({s['signal']}): {'available' if s['available'] else 'unavailable'}")
+    out.print("  source embedded (average): available")
+    return 0
+
+
+def _attribution(out: Console, values: Sequence[dict[str, Any]]) -> None:
+    if any(v.get("source") == "embedded" for v in values):
+        out.print(f"[dim]{ATTRIBUTION}[/]")
+
+
+def _signal_label(values: Any) -> str:
+    kinds = sorted({f"{v.signal.value} from {v.source.value}" for v in values})
+    return ", ".join(kinds) or "none"
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f} {unit}"
+    return f"{seconds:.0f} s"
+
+
+def _grams(g: float) -> str:
+    return f"{g:.4g} gCO2e" if g >= 0.001 else f"{g * 1000:.4g} mgCO2e"
+
+
+def _bytes(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{value:.4g} {unit}"
+        value /= 1000
+    return f"{n} B"
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""greenroute's exceptions.
+
+Every error greenroute raises on purpose is a :class:`GreenrouteError` (or, at a filesystem
+boundary, the matching builtin :class:`OSError` subclass)::
+
+    GreenrouteError
+    ├── ConfigError                  a config file, registry file or argument is invalid
+    │   └── UnknownRegionError       a cloud region or grid zone greenroute has no data for
+    ├── GridDataError                a grid data source could not give a value
+    │   ├── GridDataUnavailableError no usable value (down, no credentials, null intensity)
+    │   ├── GridAccessDeniedError    the account may not read this region (WattTime 403 scope)
+    │   └── GridUnitsError           the provider answered in units greenroute does not know
+    └── PlacementError               no placement decision could be made
+        └── NoEligibleBackendError   every candidate was filtered out (each reason is kept)
+
+:class:`UnknownRegionError` is a :class:`ConfigError` because an unknown region nearly always
+comes from configuration or a command-line argument.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+__all__ = [
+    "ConfigError",
+    "GreenrouteError",
+    "GridAccessDeniedError",
+    "GridDataError",
+    "GridDataUnavailableError",
+    "GridUnitsError",
+    "NoEligibleBackendError",
+    "PlacementError",
+    "UnknownRegionError",
+]
+
+
+class GreenrouteError(Exception):
+    """Base class of every error greenroute raises on purpose."""
+
+
+class ConfigError(GreenrouteError):
+    """A configuration file, persisted registry or argument is invalid.
+
+    Attributes:
+        path: The file at fault, when there is one.
+        key: The dotted key at fault, when there is one (``backends[2].pue``).
+    """
+
+    def __init__(self, message: str, *, path: str | None = None, key: str | None = None) -> None:
+        self.path = path
+        self.key = key
+        where = ": ".join(part for part in (path, key) if part)
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class UnknownRegionError(ConfigError):
+    """greenroute has no grid data for a region or zone.
+
+    Attributes:
+        region: The region that was asked for.
+        suggestions: The closest known regions, best first.
+    """
+
+    def __init__(self, region: str, suggestions: Sequence[str] = (), *, key: str | None = None,
+                 path: str | None = None) -> None:
+        self.region = region
+        self.suggestions = tuple(suggestions)
+        hint = f" (did you mean {', '.join(repr(s) for s in self.suggestions)}?)" if self.suggestions else ""
+        super().__init__(f"unknown region {region!r}{hint}", path=path, key=key)
+
+
+class GridDataError(GreenrouteError):
+    """A grid data source could not give a value.
+
+    Attributes:
+        source: The source's name (``watttime``, ``electricitymaps``, ...).
+        region: The region asked for, when known.
+    """
+
+    def __init__(self, message: str, *, source: str | None = None, region: str | None = None) -> None:
+        self.source = source
+        self.region = region
+        super().__init__(message)
+
+
+class GridDataUnavailableError(GridDataError):
+    """No usable value: the source is down, unconfigured, or answered ``null``."""
+
+
+class GridAccessDeniedError(GridDataError):
+    """The account may not read this region (for example WattTime's 403 "Invalid scope")."""
+
+
+class GridUnitsError(GridDataError):
+    """The provider answered in units greenroute does not know; it never guesses."""
+
+
+class PlacementError(GreenrouteError):
+    """No placement decision could be made."""
+
+
+class NoEligibleBackendError(PlacementError):
+    """Every candidate backend was filtered out before scoring.
+
+    Attributes:
+        reasons: Each candidate's backend id mapped to why it was not eligible.
+    """
+
+    def __init__(self, reasons: Mapping[str, str]) -> None:
+        self.reasons = dict(reasons)
+        detail = "; ".join(f"{backend}: {why}" for backend, why in sorted(self.reasons.items()))
+        super().__init__(f"no eligible backend ({detail})" if detail else "no candidate backends given")

@@ -1,0 +1,337 @@
+"""The placement service: which eligible backend is greenest for this write, right now.
+
+:meth:`GreenPlacementService.select_greenest_backend` follows the seed's seven steps:
+
+1. Resolve the candidates (ids or :class:`~greenroute.model.Backend` values; all when none given).
+2. Filter eligibility before scoring: allowed providers, regions and countries (data residency),
+   and never a read-only or no-create backend. Nothing eligible raises
+   :class:`~greenroute.errors.NoEligibleBackendError` with each backend's reason.
+3. Get grid data for every eligible candidate, all of one signal kind (:mod:`greenroute.signals`).
+4. Update the registry's intensities, and score each candidate with the green score.
+5. Estimate each candidate's gCO2e for the write and at rest (:mod:`greenroute.carbon`).
+6. Rank by the objective (score, or least carbon), ties broken by backend id.
+7. Build the :class:`~greenroute.model.CarbonPlacementDecision` and publish it on the event bus.
+
+With cached grid data the whole path does no I/O.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from .carbon import CarbonEstimate, CarbonModel
+from .embedded import embedded_data
+from .errors import ConfigError, NoEligibleBackendError, UnknownRegionError
+from .events import BACKEND_REGISTERED, PLACEMENT_DECISION, EventBus
+from .model import (
+    Alternative,
+    Backend,
+    CarbonPlacementDecision,
+    GreenScore,
+    GridCarbonData,
+    Objective,
+    Provider,
+    utcnow,
+)
+from .scoring import BackendGreenScoreRegistry, green_score, rank_key
+from .signals import GridSignals
+
+__all__ = ["GreenPlacementService", "PlacementPolicy"]
+
+
+@dataclass(frozen=True, slots=True)
+class PlacementPolicy:
+    """Which backends may receive writes. ``None`` means "no restriction".
+
+    Attributes:
+        allowed_providers: Provider kinds that may be chosen.
+        allowed_regions: Regions that may be chosen.
+        allowed_countries: ISO 3166-1 alpha-2 countries that may be chosen (data residency).
+    """
+
+    allowed_providers: frozenset[Provider] | None = None
+    allowed_regions: frozenset[str] | None = None
+    allowed_countries: frozenset[str] | None = None
+
+    def reason_to_exclude(self, backend: Backend, country: str | None) -> str | None:
+        """Why ``backend`` may not be chosen, or ``None`` when it may."""
+        if backend.read_only:
+            return "read-only backend"
+        if backend.no_create:
+            return "no-create backend (existing objects only)"
+        if self.allowed_providers is not None and backend.provider not in self.allowed_providers:
+            return f"provider {backend.provider.value} not allowed"
+        if self.allowed_regions is not None and backend.region not in self.allowed_regions:
+            return f"region {backend.region} not allowed"
+        if self.allowed_countries is not None:
+            if country is None:
+                return "country unknown, so residency cannot be shown (set country_code)"
+            if country not in self.allowed_countries:
+                return f"country {country} not allowed (residency)"
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Candidate:
+    backend: Backend
+    grid: GridCarbonData
+    score: GreenScore
+    estimate: CarbonEstimate
+
+
+class GreenPlacementService:
+    """Chooses the greenest eligible backend for each write.
+
+    Args:
+        backends: The configured backends.
+        registry: Keeps every backend's latest score; a new one with default weights if omitted.
+        signals: Grid data access; embedded annual averages only if omitted.
+        carbon_model: The gCO2e estimate's coefficients.
+        policy: Eligibility rules applied to every decision.
+        objective: Default ranking.
+        bus: Event bus; a private one if omitted.
+
+    Example:
+        >>> from greenroute.profiles import default_backends
+        >>> service = GreenPlacementService(default_backends())
+        >>> decision = service.select_greenest_backend(None, 10_000_000)
+        >>> decision.backend_id
+        'aws-eu-north-1'
+    """
+
+    def __init__(self, backends: Iterable[Backend] = (), *,
+                 registry: BackendGreenScoreRegistry | None = None,
+                 signals: GridSignals | None = None,
+                 carbon_model: CarbonModel | None = None,
+                 policy: PlacementPolicy | None = None,
+                 objective: Objective = Objective.SCORE,
+                 bus: EventBus | None = None) -> None:
+        self.registry = registry or BackendGreenScoreRegistry()
+        self.signals = signals or GridSignals()
+        self.carbon_model = carbon_model or CarbonModel()
+        self.policy = policy or PlacementPolicy()
+        self.objective = objective
+        self.bus = bus or EventBus()
+        self._lock = threading.Lock()
+        self._backends: dict[str, Backend] = {}
+        self.bus.subscribe(BACKEND_REGISTERED, self._on_backend_registered)
+        for backend in backends:
+            self.register_backend(backend)
+
+    # -- backends ---------------------------------------------------------------------------
+
+    def register_backend(self, backend: Backend) -> None:
+        """Announce a backend on the bus; this service (and any other subscriber) registers it."""
+        self.bus.publish(BACKEND_REGISTERED, backend)
+
+    def _on_backend_registered(self, backend: Backend) -> None:
+        with self._lock:
+            self._backends[backend.id] = backend
+        self.registry.register_backend(backend.id, backend.region,
+                                       backend.renewable_pct if backend.renewable_pct is not None else 0.0,
+                                       backend.pue, backend.wue)
+
+    @property
+    def backends(self) -> list[Backend]:
+        """The registered backends, by id."""
+        with self._lock:
+            return [self._backends[k] for k in sorted(self._backends)]
+
+    def backend(self, backend_id: str) -> Backend:
+        """One registered backend.
+
+        Raises:
+            KeyError: No backend has that id.
+        """
+        with self._lock:
+            return self._backends[backend_id]
+
+    # -- decisions --------------------------------------------------------------------------
+
+    def select_greenest_backend(self, candidates: Sequence[str | Backend] | None = None,
+                                data_size_bytes: int = 0, *,
+                                retention_days: float | None = None,
+                                objective: Objective | str | None = None,
+                                policy: PlacementPolicy | None = None) -> CarbonPlacementDecision:
+        """Choose where a write of ``data_size_bytes`` should go.
+
+        Args:
+            candidates: Backend ids or backends to choose from; all registered ones when ``None``.
+            data_size_bytes: The size of the write.
+            retention_days: How long the object will be kept, for the at-rest estimate.
+            objective: ``"score"`` or ``"min_carbon"``; the service's default when ``None``.
+            policy: Eligibility rules for this decision; the service's when ``None``.
+
+        Raises:
+            ConfigError: A negative size or retention, or an unknown objective.
+            NoEligibleBackendError: No candidate is eligible or has grid data; the reasons are kept.
+        """
+        if data_size_bytes < 0:
+            raise ConfigError(f"must not be negative, got {data_size_bytes}", key="data_size_bytes")
+        if retention_days is not None and retention_days < 0:
+            raise ConfigError(f"must not be negative, got {retention_days}", key="retention_days")
+        ranking = _objective(objective, self.objective)
+        rules = policy or self.policy
+
+        # 1-2: candidates and eligibility
+        eligible, ineligible = self._eligible(candidates, rules)
+        if not eligible:
+            raise NoEligibleBackendError(ineligible)
+
+        # 3: grid data, one signal kind for all
+        resolution = self.signals.resolve(eligible)
+        for backend_id, why in resolution.missing.items():
+            ineligible[backend_id] = why
+        eligible = [b for b in eligible if b.id in resolution.values]
+        if not eligible:
+            raise NoEligibleBackendError(ineligible)
+
+        # 4-5: score and estimate
+        scored = [self._candidate(b, resolution.values[b.id], data_size_bytes, retention_days) for b in eligible]
+
+        # 6: rank
+        if ranking is Objective.MIN_CARBON:
+            scored.sort(key=lambda c: (c.estimate.total_gco2e, *rank_key(c.score)))
+        else:
+            scored.sort(key=lambda c: rank_key(c.score))
+        best, rest = scored[0], scored[1:]
+
+        # 7: decide and publish
+        decision = CarbonPlacementDecision(
+            decision_id=uuid.uuid4().hex,
+            backend=best.backend,
+            target_url=best.backend.root,
+            score=best.score,
+            alternatives=tuple(_alternative(c, best, ranking) for c in rest),
+            ineligible=ineligible,
+            write_gco2e=best.estimate.write_gco2e,
+            at_rest_gco2e_per_month=best.estimate.at_rest_gco2e_per_month,
+            retention_gco2e=best.estimate.retention_gco2e,
+            grid_data={c.backend.id: c.grid for c in scored},
+            signal=resolution.signal,
+            fallback=resolution.fallback,
+            fallback_reasons=resolution.fallback_reasons,
+            data_size_bytes=data_size_bytes,
+            retention_days=retention_days,
+            objective=ranking,
+            decided_at=utcnow(),
+        )
+        self.bus.publish(PLACEMENT_DECISION, decision)
+        return decision
+
+    def get_green_scores(self) -> list[GreenScore]:
+        """Every backend's current score, best first (ties by backend id)."""
+        backends = self.backends
+        resolution = self.signals.resolve(backends)
+        scores = [self._score(b, resolution.values[b.id]) for b in backends if b.id in resolution.values]
+        return sorted(scores, key=rank_key)
+
+    def get_grid_carbon_data(self, region: str) -> GridCarbonData:
+        """The grid value the service would use now for ``region``.
+
+        A configured backend in that region lends its zone overrides.
+
+        Raises:
+            UnknownRegionError: No source knows the region.
+        """
+        backend = next((b for b in self.backends if b.region == region), None)
+        if backend is None:
+            backend = Backend(id=region, provider=Provider.MEMORY, region=region, root="memory://", pue=1.0)
+        resolution = self.signals.resolve([backend])
+        value = resolution.values.get(backend.id)
+        if value is None:
+            raise UnknownRegionError(region, embedded_data().suggest(region))
+        return value
+
+    def refresh_grid_data(self) -> dict[str, str]:
+        """Fetch every backend's region from every live source, at most once per TTL."""
+        return self.signals.refresh(self.backends)
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _eligible(self, candidates: Sequence[str | Backend] | None,
+                  rules: PlacementPolicy) -> tuple[list[Backend], dict[str, str]]:
+        with self._lock:
+            known = dict(self._backends)
+        chosen: list[Backend] = []
+        if candidates is None:
+            chosen = [known[k] for k in sorted(known)]
+        ineligible: dict[str, str] = {}
+        for c in candidates or ():
+            if isinstance(c, Backend):
+                chosen.append(c)
+            elif c in known:
+                chosen.append(known[c])
+            else:
+                ineligible[c] = "not a configured backend"
+        eligible: list[Backend] = []
+        for b in chosen:
+            why = rules.reason_to_exclude(b, _country(b))
+            if why is None:
+                eligible.append(b)
+            else:
+                ineligible[b.id] = why
+        return eligible, ineligible
+
+    def _score(self, backend: Backend, grid: GridCarbonData) -> GreenScore:
+        renewable = backend.renewable_pct
+        if renewable is None:
+            renewable = grid.renewable_pct if grid.renewable_pct is not None else 0.0
+        self.registry.register_backend(backend.id, backend.region, renewable, backend.pue, backend.wue,
+                                       carbon_intensity_g_per_kwh=grid.carbon_intensity_g_per_kwh)
+        return green_score(backend.id, backend.region, carbon_intensity_g_per_kwh=grid.carbon_intensity_g_per_kwh,
+                           renewable_pct=renewable, pue=backend.pue, wue=backend.wue,
+                           weights=self.registry.weights, updated_at=grid.fetched_at)
+
+    def _candidate(self, backend: Backend, grid: GridCarbonData, size: int,
+                   retention_days: float | None) -> _Candidate:
+        estimate = self.carbon_model.estimate(size, provider=backend.provider, pue=backend.pue,
+                                              carbon_intensity_g_per_kwh=grid.carbon_intensity_g_per_kwh,
+                                              retention_days=retention_days)
+        return _Candidate(backend, grid, self._score(backend, grid), estimate)
+
+
+def _objective(value: Objective | str | None, default: Objective) -> Objective:
+    if value is None:
+        return default
+    try:
+        return Objective(value)
+    except ValueError:
+        choices = ", ".join(o.value for o in Objective)
+        raise ConfigError(f"unknown objective {value!r} (expected one of {choices})", key="objective") from None
+
+
+def _country(backend: Backend) -> str | None:
+    if backend.country_code:
+        return backend.country_code
+    data = embedded_data()
+    return data.region(backend.region).country_code if data.has_region(backend.region) else None
+
+
+_COMPONENTS = ("renewable", "carbon", "pue", "wue")
+
+
+def _alternative(c: _Candidate, best: _Candidate, ranking: Objective) -> Alternative:
+    if ranking is Objective.MIN_CARBON:
+        reason = (f"{c.estimate.total_gco2e:.4g} gCO2e vs {best.estimate.total_gco2e:.4g} "
+                  f"(intensity {c.grid.carbon_intensity_g_per_kwh:g} vs {best.grid.carbon_intensity_g_per_kwh:g} "
+                  f"g/kWh, PUE {c.backend.pue:g} vs {best.backend.pue:g})")
+    elif c.score.score == best.score.score:
+        reason = f"tied at score {c.score.score:.2f}; {best.backend.id!r} sorts first"
+    else:
+        gaps = {name: getattr(best.score, f"{name}_component") - getattr(c.score, f"{name}_component")
+                for name in _COMPONENTS}
+        worst = max(gaps, key=lambda k: gaps[k])
+        detail = {
+            "renewable": f"renewable {c.score.renewable_pct:g}% vs {best.score.renewable_pct:g}%",
+            "carbon": f"intensity {c.grid.carbon_intensity_g_per_kwh:g} vs "
+                      f"{best.grid.carbon_intensity_g_per_kwh:g} g/kWh",
+            "pue": f"PUE {c.backend.pue:g} vs {best.backend.pue:g}",
+            "wue": f"WUE {c.backend.wue} vs {best.backend.wue}",
+        }[worst]
+        reason = f"score {c.score.score:.2f} vs {best.score.score:.2f}; largest gap: {detail}"
+    return Alternative(backend_id=c.backend.id, score=c.score.score, write_gco2e=c.estimate.write_gco2e,
+                       retention_gco2e=c.estimate.retention_gco2e, reason=reason)
