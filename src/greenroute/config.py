@@ -108,7 +108,11 @@ class GreenrouteConfig:
             if name == GridDataSource.MANUAL.value:
                 built.append(_manual_source(settings, self.path))
                 continue
-            factory = _grid_source_factory(name)
+            try:
+                factory = _grid_source_factory(name)
+            except ImportError as exc:
+                built.append(UnavailableSource(name, _signal_of(name), f"adapter failed to import ({exc})"))
+                continue
             if factory is None:
                 built.append(UnavailableSource(name, _signal_of(name), "adapter not installed"))
             else:
