@@ -11,8 +11,6 @@ Example:
     ('average', 'aws-eu-north-1')
 """
 
-from __future__ import annotations
-
 from .carbon import CarbonEstimate, CarbonModel
 from .config import GreenrouteConfig, load_config
 from .embedded import EmbeddedGridSource

@@ -67,7 +67,7 @@ class CarbonModel:
     Example:
         >>> from greenroute.model import Provider
         >>> model = CarbonModel()
-        >>> model.write_gco2e(10**9, pue=1.1, carbon_intensity_g_per_kwh=400)
+        >>> round(model.write_gco2e(10**9, pue=1.1, carbon_intensity_g_per_kwh=400), 6)
         0.44
     """
 

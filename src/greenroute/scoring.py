@@ -101,6 +101,7 @@ class BackendGreenScoreRegistry:
         >>> registry = BackendGreenScoreRegistry()
         >>> registry.register_backend("aws-eu-north-1", "eu-north-1", renewable_pct=100, pue=1.10)
         >>> registry.update_carbon_intensity("eu-north-1", 21)
+        1
         >>> registry.get_best_backend()
         'aws-eu-north-1'
     """

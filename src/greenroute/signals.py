@@ -4,8 +4,9 @@
 backends it returns one :class:`GridResolution` in which every value has the same
 :class:`~greenroute.model.SignalKind`:
 
-1. Sources whose signal is the preferred one are tried in configured order, then the others.
-   A source is used only if it can give *every* candidate a value, fresh or stale-but-allowed.
+1. Sources whose signal is the preferred one are tried in configured order (then, when marginal
+   was preferred, the average sources). A source is used only if it can give *every* candidate a
+   value, fresh or stale-but-allowed.
 2. If none can, the embedded annual averages are used for the whole decision.
 3. Every fallback is recorded as a short line ("watttime: 403 invalid scope for IE").
 
@@ -84,7 +85,7 @@ class ManualGridSource:
             value = self._intensities.get(key)
             renewable = self._renewable.get(key)
         if value is None:
-            raise GridDataUnavailableError(f"manual: no value pinned for {region}",
+            raise GridDataUnavailableError("manual: no value pinned",
                                            source=self.name, region=region)
         now = utcnow()
         return GridCarbonData(region=region, grid_zone=zone, carbon_intensity_g_per_kwh=value,
@@ -162,9 +163,15 @@ class GridSignals:
     # -- public -----------------------------------------------------------------------------
 
     def ordered_sources(self) -> list[GridSource]:
-        """The chain actually tried: preferred-signal sources first, embedded last."""
+        """The chain actually tried, embedded last.
+
+        Sources of the preferred signal come first, in configured order. When the preferred signal
+        is marginal, the average sources follow, because the embedded last resort is an average
+        anyway. When it is average, marginal sources are never used: greenroute does not switch a
+        user who asked for averages to marginal rates behind their back.
+        """
         preferred = [s for s in self.sources if s.signal == self.signal]
-        others = [s for s in self.sources if s.signal != self.signal]
+        others = [s for s in self.sources if s.signal != self.signal] if self.signal is SignalKind.MARGINAL else []
         return [*preferred, *others, self.embedded]
 
     def resolve(self, backends: Sequence[Backend]) -> GridResolution:
