@@ -176,7 +176,7 @@ def test_backend_without_grid_data_is_ineligible_not_fatal() -> None:
 def test_scores_and_grid_lookups() -> None:
     service = _service()
     scores = service.get_green_scores()
-    assert [s.backend_id for s in scores][0] == "aws-eu-north-1"
+    assert scores[0].backend_id == "aws-eu-north-1"
     assert service.registry.get_best_backend() == "aws-eu-north-1"
     assert service.get_grid_carbon_data("eu-west-2").grid_zone == "GB"
     assert service.get_grid_carbon_data("on-prem").grid_zone == "US-MIDA-PJM"  # the profile's zone

@@ -173,6 +173,8 @@ class EmbeddedGridSource:
 
     def __init__(self, data: EmbeddedGridData | None = None) -> None:
         self._data = data or embedded_data()
+        # Values never change, so each is built once; fetched_at is when it was first read.
+        self._values: dict[tuple[str, str | None], GridCarbonData] = {}
 
     def is_available(self) -> bool:
         """Always true: the data ships with the package."""
@@ -184,6 +186,12 @@ class EmbeddedGridSource:
         Raises:
             UnknownRegionError: Neither the region nor the zone is in the dataset.
         """
+        value = self._values.get((region, zone))
+        if value is None:
+            value = self._values[(region, zone)] = self._build(region, zone)
+        return value
+
+    def _build(self, region: str, zone: str | None) -> GridCarbonData:
         if zone is not None:
             z = self._data.zone(zone)
             return GridCarbonData(

@@ -234,17 +234,53 @@ class GreenScore:
 
 @dataclass(frozen=True, slots=True)
 class Alternative:
-    """A candidate that was eligible but not chosen."""
+    """A candidate that was eligible but not chosen, and why it lost.
+
+    Attributes:
+        backend_id: The candidate.
+        score: Its green score value.
+        write_gco2e: Its estimated gCO2e for the write.
+        retention_gco2e: Its estimated gCO2e at rest over the decision's retention.
+        objective: How the decision ranked candidates.
+        green_score: Its full score, with components and inputs.
+        chosen: The chosen backend's full score.
+        chosen_gco2e: The chosen backend's write plus retention gCO2e.
+    """
 
     backend_id: str
     score: float
     write_gco2e: float
     retention_gco2e: float
-    reason: str
+    objective: Objective
+    green_score: GreenScore = field(repr=False)
+    chosen: GreenScore = field(repr=False)
+    chosen_gco2e: float = field(repr=False)
+
+    @property
+    def reason(self) -> str:
+        """Why it lost, in one line (built on demand; the decision path never formats it)."""
+        mine, best = self.green_score, self.chosen
+        if self.objective is Objective.MIN_CARBON:
+            return (f"{self.write_gco2e + self.retention_gco2e:.4g} gCO2e vs {self.chosen_gco2e:.4g} "
+                    f"(intensity {mine.carbon_intensity_g_per_kwh:g} vs {best.carbon_intensity_g_per_kwh:g} g/kWh, "
+                    f"PUE {mine.pue:g} vs {best.pue:g})")
+        if mine.score == best.score:
+            return f"tied at score {mine.score:.2f}; {best.backend_id!r} sorts first"
+        gaps = {
+            f"renewable {mine.renewable_pct:g}% vs {best.renewable_pct:g}%":
+                best.renewable_component - mine.renewable_component,
+            f"intensity {mine.carbon_intensity_g_per_kwh:g} vs {best.carbon_intensity_g_per_kwh:g} g/kWh":
+                best.carbon_component - mine.carbon_component,
+            f"PUE {mine.pue:g} vs {best.pue:g}": best.pue_component - mine.pue_component,
+            f"WUE {mine.wue} vs {best.wue}": best.wue_component - mine.wue_component,
+        }
+        largest = max(gaps, key=lambda k: gaps[k])
+        return f"score {mine.score:.2f} vs {best.score:.2f}; largest gap: {largest}"
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
-        return dataclasses.asdict(self)
+        return {"backend_id": self.backend_id, "score": self.score, "write_gco2e": self.write_gco2e,
+                "retention_gco2e": self.retention_gco2e, "reason": self.reason}
 
 
 @dataclass(frozen=True, slots=True)

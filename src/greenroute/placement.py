@@ -117,6 +117,8 @@ class GreenPlacementService:
         self.bus = bus or EventBus()
         self._lock = threading.Lock()
         self._backends: dict[str, Backend] = {}
+        self._countries: dict[str, str | None] = {}
+        self._scores: dict[str, tuple[Backend, GridCarbonData, GreenScore]] = {}
         self.bus.subscribe(BACKEND_REGISTERED, self._on_backend_registered)
         for backend in backends:
             self.register_backend(backend)
@@ -130,6 +132,7 @@ class GreenPlacementService:
     def _on_backend_registered(self, backend: Backend) -> None:
         with self._lock:
             self._backends[backend.id] = backend
+            self._countries[backend.id] = _country(backend)
         self.registry.register_backend(backend.id, backend.region,
                                        backend.renewable_pct if backend.renewable_pct is not None else 0.0,
                                        backend.pue, backend.wue)
@@ -256,6 +259,7 @@ class GreenPlacementService:
                   rules: PlacementPolicy) -> tuple[list[Backend], dict[str, str]]:
         with self._lock:
             known = dict(self._backends)
+            countries = dict(self._countries)
         chosen: list[Backend] = []
         if candidates is None:
             chosen = [known[k] for k in sorted(known)]
@@ -269,7 +273,7 @@ class GreenPlacementService:
                 ineligible[c] = "not a configured backend"
         eligible: list[Backend] = []
         for b in chosen:
-            why = rules.reason_to_exclude(b, _country(b))
+            why = rules.reason_to_exclude(b, countries[b.id] if b.id in countries else _country(b))
             if why is None:
                 eligible.append(b)
             else:
@@ -277,14 +281,23 @@ class GreenPlacementService:
         return eligible, ineligible
 
     def _score(self, backend: Backend, grid: GridCarbonData) -> GreenScore:
+        # Grid values are cached objects, so while neither the backend nor its value changes the
+        # score cannot change either: reuse it (checked by identity, which is cheap).
+        memo = self._scores.get(backend.id)
+        if memo is not None and memo[0] is backend and memo[1] is grid:
+            return memo[2]
         renewable = backend.renewable_pct
         if renewable is None:
             renewable = grid.renewable_pct if grid.renewable_pct is not None else 0.0
-        self.registry.register_backend(backend.id, backend.region, renewable, backend.pue, backend.wue,
-                                       carbon_intensity_g_per_kwh=grid.carbon_intensity_g_per_kwh)
-        return green_score(backend.id, backend.region, carbon_intensity_g_per_kwh=grid.carbon_intensity_g_per_kwh,
-                           renewable_pct=renewable, pue=backend.pue, wue=backend.wue,
-                           weights=self.registry.weights, updated_at=grid.fetched_at)
+        score = green_score(backend.id, backend.region, carbon_intensity_g_per_kwh=grid.carbon_intensity_g_per_kwh,
+                            renewable_pct=renewable, pue=backend.pue, wue=backend.wue,
+                            weights=self.registry.weights, updated_at=grid.fetched_at)
+        if backend.id in self._backends:
+            # Keep the registry's view current; it changes only when the grid value does.
+            self.registry.register_backend(backend.id, backend.region, renewable, backend.pue, backend.wue,
+                                           carbon_intensity_g_per_kwh=grid.carbon_intensity_g_per_kwh)
+        self._scores[backend.id] = (backend, grid, score)
+        return score
 
     def _candidate(self, backend: Backend, grid: GridCarbonData, size: int,
                    retention_days: float | None) -> _Candidate:
@@ -311,27 +324,7 @@ def _country(backend: Backend) -> str | None:
     return data.region(backend.region).country_code if data.has_region(backend.region) else None
 
 
-_COMPONENTS = ("renewable", "carbon", "pue", "wue")
-
-
 def _alternative(c: _Candidate, best: _Candidate, ranking: Objective) -> Alternative:
-    if ranking is Objective.MIN_CARBON:
-        reason = (f"{c.estimate.total_gco2e:.4g} gCO2e vs {best.estimate.total_gco2e:.4g} "
-                  f"(intensity {c.grid.carbon_intensity_g_per_kwh:g} vs {best.grid.carbon_intensity_g_per_kwh:g} "
-                  f"g/kWh, PUE {c.backend.pue:g} vs {best.backend.pue:g})")
-    elif c.score.score == best.score.score:
-        reason = f"tied at score {c.score.score:.2f}; {best.backend.id!r} sorts first"
-    else:
-        gaps = {name: getattr(best.score, f"{name}_component") - getattr(c.score, f"{name}_component")
-                for name in _COMPONENTS}
-        worst = max(gaps, key=lambda k: gaps[k])
-        detail = {
-            "renewable": f"renewable {c.score.renewable_pct:g}% vs {best.score.renewable_pct:g}%",
-            "carbon": f"intensity {c.grid.carbon_intensity_g_per_kwh:g} vs "
-                      f"{best.grid.carbon_intensity_g_per_kwh:g} g/kWh",
-            "pue": f"PUE {c.backend.pue:g} vs {best.backend.pue:g}",
-            "wue": f"WUE {c.backend.wue} vs {best.backend.wue}",
-        }[worst]
-        reason = f"score {c.score.score:.2f} vs {best.score.score:.2f}; largest gap: {detail}"
     return Alternative(backend_id=c.backend.id, score=c.score.score, write_gco2e=c.estimate.write_gco2e,
-                       retention_gco2e=c.estimate.retention_gco2e, reason=reason)
+                       retention_gco2e=c.estimate.retention_gco2e, objective=ranking, green_score=c.score,
+                       chosen=best.score, chosen_gco2e=best.estimate.total_gco2e)
