@@ -15,14 +15,19 @@ from .carbon import CarbonEstimate, CarbonModel
 from .config import GreenrouteConfig, load_config
 from .embedded import EmbeddedGridSource
 from .errors import (
+    AllBackendsFailedError,
     ConfigError,
     GreenrouteError,
     GridAccessDeniedError,
     GridDataError,
     GridDataUnavailableError,
     GridUnitsError,
+    InvalidPathError,
+    MetadataNotSupportedError,
     NoEligibleBackendError,
     PlacementError,
+    StorageError,
+    TargetUnavailableError,
     UnknownRegionError,
 )
 from .events import AuditLogSink, EventBus
@@ -38,13 +43,14 @@ from .model import (
     SignalKind,
 )
 from .placement import GreenPlacementService, PlacementPolicy
-from .ports import GridSource
+from .ports import GridSource, ObjectInfo, StorageTarget
 from .scoring import BackendGreenScoreRegistry, ScoreWeights, green_score
 from .signals import GridResolution, GridSignals, ManualGridSource
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AllBackendsFailedError",
     "Alternative",
     "AuditLogSink",
     "Backend",
@@ -68,14 +74,20 @@ __all__ = [
     "GridSignals",
     "GridSource",
     "GridUnitsError",
+    "InvalidPathError",
     "ManualGridSource",
+    "MetadataNotSupportedError",
     "NoEligibleBackendError",
+    "ObjectInfo",
     "Objective",
     "PlacementError",
     "PlacementPolicy",
     "Provider",
     "ScoreWeights",
     "SignalKind",
+    "StorageError",
+    "StorageTarget",
+    "TargetUnavailableError",
     "UnknownRegionError",
     "__version__",
     "green_score",

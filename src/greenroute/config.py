@@ -92,6 +92,8 @@ class GreenrouteConfig:
     carbon_model: CarbonModel
     catalog_url: str
     backends: tuple[Backend, ...]
+    on_overwrite: str = "keep"
+    failover_cooldown_seconds: float = 30.0
 
     def build_sources(self) -> list[GridSource]:
         """The configured grid sources in ``placement.sources`` order (embedded excluded).
@@ -129,6 +131,7 @@ class GreenrouteConfig:
     def build_service(self) -> GreenPlacementService:
         """A placement service over this config's backends, sources and rules."""
         from .events import PLACEMENT_DECISION, AuditLogSink, EventBus
+        from .health import BackendHealth
         from .scoring import BackendGreenScoreRegistry
 
         bus = EventBus()
@@ -142,6 +145,7 @@ class GreenrouteConfig:
             policy=self.placement.policy,
             objective=self.placement.objective,
             bus=bus,
+            health=BackendHealth(self.failover_cooldown_seconds),
         )
 
 
@@ -207,13 +211,17 @@ def load_config(path: str | os.PathLike[str] | None = None) -> GreenrouteConfig:
 def parse_config(raw: Mapping[str, Any], *, path: str | None = None) -> GreenrouteConfig:
     """Validate an already-parsed TOML document."""
     r = _Reader(path)
-    r.keys(raw, "", {"placement", "sources", "carbon", "catalog", "backends"})
+    r.keys(raw, "", {"placement", "sources", "carbon", "catalog", "router", "backends"})
     placement = _placement(r, r.table(raw, "placement"))
     sources = _sources(r, r.table(raw, "sources"), placement)
     carbon = _carbon(r, r.table(raw, "carbon"))
     catalog = r.table(raw, "catalog")
     r.keys(catalog, "catalog", {"url"})
     catalog_url = r.get(catalog, "catalog.url", str, "sqlite:///.greenroute/catalog.db")
+    router = r.table(raw, "router")
+    r.keys(router, "router", {"on_overwrite", "failover_cooldown_seconds"})
+    on_overwrite = r.choice(router, "router.on_overwrite", ["keep", "replace"], "keep")
+    cooldown = r.number(router, "router.failover_cooldown_seconds", 30.0, minimum=0.0)
     backends_raw = raw.get("backends")
     if backends_raw is None:
         backends = tuple(default_backends())
@@ -229,7 +237,8 @@ def parse_config(raw: Mapping[str, Any], *, path: str | None = None) -> Greenrou
             seen[b.id] = i
         if not backends:
             raise ConfigError("expected at least one backend", path=path, key="backends")
-    return GreenrouteConfig(path, placement, MappingProxyType(sources), carbon, catalog_url, backends)
+    return GreenrouteConfig(path, placement, MappingProxyType(sources), carbon, catalog_url, backends,
+                            on_overwrite, cooldown)
 
 
 def _defaults() -> GreenrouteConfig:

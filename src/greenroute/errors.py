@@ -10,8 +10,15 @@ boundary, the matching builtin :class:`OSError` subclass)::
     │   ├── GridDataUnavailableError no usable value (down, no credentials, null intensity)
     │   ├── GridAccessDeniedError    the account may not read this region (WattTime 403 scope)
     │   └── GridUnitsError           the provider answered in units greenroute does not know
-    └── PlacementError               no placement decision could be made
-        └── NoEligibleBackendError   every candidate was filtered out (each reason is kept)
+    ├── PlacementError               no placement decision could be made
+    │   └── NoEligibleBackendError   every candidate was filtered out (each reason is kept)
+    ├── InvalidPathError             a logical path is empty, absolute, has ".." or NUL, or is too long
+    │                                (also a ValueError)
+    └── StorageError                 a storage target failed (also an OSError)
+        ├── TargetUnavailableError   connection error, timeout or 5xx: worth failing over
+        │                            (also a ConnectionError)
+        ├── MetadataNotSupportedError the target cannot store greenroute's metadata
+        └── AllBackendsFailedError   every candidate failed; nothing was left behind
 
 :class:`UnknownRegionError` is a :class:`ConfigError` because an unknown region nearly always
 comes from configuration or a command-line argument.
@@ -22,14 +29,19 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 __all__ = [
+    "AllBackendsFailedError",
     "ConfigError",
     "GreenrouteError",
     "GridAccessDeniedError",
     "GridDataError",
     "GridDataUnavailableError",
     "GridUnitsError",
+    "InvalidPathError",
+    "MetadataNotSupportedError",
     "NoEligibleBackendError",
     "PlacementError",
+    "StorageError",
+    "TargetUnavailableError",
     "UnknownRegionError",
 ]
 
@@ -110,3 +122,48 @@ class NoEligibleBackendError(PlacementError):
         self.reasons = dict(reasons)
         detail = "; ".join(f"{backend}: {why}" for backend, why in sorted(self.reasons.items()))
         super().__init__(f"no eligible backend ({detail})" if detail else "no candidate backends given")
+
+
+class InvalidPathError(GreenrouteError, ValueError):
+    """A logical path greenroute will not store: rejected before anything is written."""
+
+    def __init__(self, path: str, why: str) -> None:
+        self.path = path
+        self.why = why
+        super().__init__(f"invalid path {path!r}: {why}")
+
+
+class StorageError(GreenrouteError, OSError):
+    """A storage target failed. Also an :class:`OSError`, as filesystem callers expect.
+
+    Attributes:
+        backend_id: The backend whose target failed, when known.
+    """
+
+    def __init__(self, message: str, *, backend_id: str | None = None) -> None:
+        self.backend_id = backend_id
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class TargetUnavailableError(StorageError, ConnectionError):
+    """Connection error, timeout or server error (5xx): the router fails over to the next backend."""
+
+
+class MetadataNotSupportedError(StorageError):
+    """The target cannot store greenroute's metadata; greenroute never drops it silently."""
+
+
+class AllBackendsFailedError(StorageError):
+    """Every candidate backend failed for one write.
+
+    Attributes:
+        failures: Each backend id mapped to what went wrong.
+    """
+
+    def __init__(self, failures: Mapping[str, str]) -> None:
+        self.failures = dict(failures)
+        detail = "; ".join(f"{b}: {why}" for b, why in self.failures.items())
+        super().__init__(f"every candidate backend failed ({detail})")

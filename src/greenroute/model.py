@@ -18,6 +18,8 @@ __all__ = [
     "Alternative",
     "Backend",
     "CarbonPlacementDecision",
+    "CatalogEntry",
+    "EntryState",
     "GreenScore",
     "GridCarbonData",
     "GridDataSource",
@@ -305,6 +307,7 @@ class CarbonPlacementDecision:
         retention_days: The retention the decision was made for, if any.
         objective: How candidates were ranked.
         decided_at: When the decision was made.
+        failovers: Backends tried before this one for the same write, each with what failed.
     """
 
     decision_id: str
@@ -324,6 +327,7 @@ class CarbonPlacementDecision:
     retention_days: float | None
     objective: Objective
     decided_at: datetime
+    failovers: tuple[str, ...] = ()
 
     @property
     def backend_id(self) -> str:
@@ -355,6 +359,64 @@ class CarbonPlacementDecision:
             "retention_days": self.retention_days,
             "objective": self.objective.value,
             "decided_at": _iso(self.decided_at),
+            "failovers": list(self.failovers),
+        }
+
+
+class EntryState(enum.StrEnum):
+    """A catalog entry's state in the two-phase write."""
+
+    PENDING = "pending"
+    COMMITTED = "committed"
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogEntry:
+    """Where one logical path lives, and what writing it cost.
+
+    Attributes:
+        path: The logical path (``namespace/key...``).
+        backend_id: The backend holding the object.
+        url: The physical URL.
+        size: Size in bytes (for a pending streamed write: the size hint).
+        etag: The target's etag, once committed.
+        write_gco2e: Estimated gCO2e of the write.
+        gco2e_month: Projected gCO2e per month at rest.
+        carbon_intensity_g_per_kwh: The grid intensity used.
+        signal: The signal kind of that intensity.
+        source: The grid data source of that intensity.
+        decision_id: The placement decision (also the entry's unique id).
+        state: Pending until the object is written, then committed.
+        created_at: When the entry was begun.
+        updated_at: When it last changed.
+        failovers: Backends that failed before this one, with what failed.
+    """
+
+    path: str
+    backend_id: str
+    url: str
+    size: int
+    etag: str | None
+    write_gco2e: float
+    gco2e_month: float
+    carbon_intensity_g_per_kwh: float
+    signal: SignalKind
+    source: GridDataSource
+    decision_id: str
+    state: EntryState
+    created_at: datetime
+    updated_at: datetime
+    failovers: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "path": self.path, "backend_id": self.backend_id, "url": self.url, "size": self.size,
+            "etag": self.etag, "write_gco2e": self.write_gco2e, "gco2e_month": self.gco2e_month,
+            "carbon_intensity_g_per_kwh": self.carbon_intensity_g_per_kwh, "signal": self.signal.value,
+            "source": self.source.value, "decision_id": self.decision_id, "state": self.state.value,
+            "created_at": _iso(self.created_at), "updated_at": _iso(self.updated_at),
+            "failovers": list(self.failovers),
         }
 
 

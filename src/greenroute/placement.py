@@ -4,7 +4,8 @@
 
 1. Resolve the candidates (ids or :class:`~greenroute.model.Backend` values; all when none given).
 2. Filter eligibility before scoring: allowed providers, regions and countries (data residency),
-   and never a read-only or no-create backend. Nothing eligible raises
+   never a read-only or no-create backend, and no backend cooling down after a failed write
+   (unless all are). Nothing eligible raises
    :class:`~greenroute.errors.NoEligibleBackendError` with each backend's reason.
 3. Get grid data for every eligible candidate, all of one signal kind (:mod:`greenroute.signals`).
 4. Update the registry's intensities, and score each candidate with the green score.
@@ -26,6 +27,7 @@ from .carbon import CarbonEstimate, CarbonModel
 from .embedded import embedded_data
 from .errors import ConfigError, NoEligibleBackendError, UnknownRegionError
 from .events import BACKEND_REGISTERED, PLACEMENT_DECISION, EventBus
+from .health import BackendHealth
 from .model import (
     Alternative,
     Backend,
@@ -93,6 +95,7 @@ class GreenPlacementService:
         policy: Eligibility rules applied to every decision.
         objective: Default ranking.
         bus: Event bus; a private one if omitted.
+        health: The backends' circuit breakers; a fresh one if omitted.
 
     Example:
         >>> from greenroute.profiles import default_backends
@@ -108,13 +111,15 @@ class GreenPlacementService:
                  carbon_model: CarbonModel | None = None,
                  policy: PlacementPolicy | None = None,
                  objective: Objective = Objective.SCORE,
-                 bus: EventBus | None = None) -> None:
+                 bus: EventBus | None = None,
+                 health: BackendHealth | None = None) -> None:
         self.registry = registry or BackendGreenScoreRegistry()
         self.signals = signals or GridSignals()
         self.carbon_model = carbon_model or CarbonModel()
         self.policy = policy or PlacementPolicy()
         self.objective = objective
         self.bus = bus or EventBus()
+        self.health = health or BackendHealth()
         self._lock = threading.Lock()
         self._backends: dict[str, Backend] = {}
         self._countries: dict[str, str | None] = {}
@@ -272,12 +277,22 @@ class GreenPlacementService:
             else:
                 ineligible[c] = "not a configured backend"
         eligible: list[Backend] = []
+        cooling: dict[str, str] = {}
         for b in chosen:
             why = rules.reason_to_exclude(b, countries[b.id] if b.id in countries else _country(b))
             if why is None:
+                why = self.health.unhealthy_reason(b.id)
+                if why is not None:
+                    cooling[b.id] = why
+                    continue
                 eligible.append(b)
             else:
                 ineligible[b.id] = why
+        if not eligible and cooling:
+            # Every otherwise-eligible backend is cooling down: try them anyway (half-open).
+            eligible = [b for b in chosen if b.id in cooling]
+        else:
+            ineligible.update(cooling)
         return eligible, ineligible
 
     def _score(self, backend: Backend, grid: GridCarbonData) -> GreenScore:

@@ -5,11 +5,15 @@ The core never imports an adapter; configuration picks adapters by name and hand
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+import builtins
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import IO, BinaryIO, Protocol, runtime_checkable
 
-from .model import GridCarbonData, SignalKind
+from .model import Backend, CatalogEntry, GridCarbonData, SignalKind
 
-__all__ = ["GridSource"]
+__all__ = ["METADATA_KEYS", "Catalog", "GridSource", "ObjectInfo", "StorageTarget"]
 
 
 @runtime_checkable
@@ -43,4 +47,162 @@ class GridSource(Protocol):
 
     def is_available(self) -> bool:
         """Whether the source is configured to answer at all (for example has credentials)."""
+        ...
+
+
+# -- storage ------------------------------------------------------------------------------------
+
+#: greenroute's own metadata keys, stamped on every object. Lowercase with underscores, because
+#: Azure accepts only identifier-like keys and S3 lowercases keys. Values are always strings.
+METADATA_KEYS: tuple[str, ...] = (
+    "greenroute_gco2e",        # estimated gCO2e of the write
+    "greenroute_gco2e_month",  # projected gCO2e per month at rest
+    "greenroute_intensity",    # grid intensity used, gCO2(e)/kWh
+    "greenroute_signal",       # marginal | average
+    "greenroute_source",       # the grid data source
+    "greenroute_backend",      # the backend id
+    "greenroute_decision",     # the placement decision id
+    "greenroute_path",         # the logical path (what reindex reads)
+    "greenroute_model",        # the carbon model's version
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    """What a target knows about one stored object.
+
+    Attributes:
+        path: The logical path (``namespace/key...``), relative to the backend's root.
+        url: The physical URL (the backend's root plus the logical path).
+        size: Size in bytes.
+        etag: The target's entity tag or checksum, when it has one.
+        metadata: User metadata in canonical form (``greenroute_*`` keys with underscores).
+        modified: Last modification time, timezone-aware, when known.
+    """
+
+    path: str
+    url: str
+    size: int
+    etag: str | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    modified: datetime | None = None
+
+
+class StorageTarget(Protocol):
+    """One backend's concrete storage: an S3 bucket prefix, a GCS bucket, an Azure container, a folder.
+
+    Paths given to a target are logical paths, already validated by the router; the target maps
+    them under its root. Metadata is written with the object, in one request where the backend
+    allows it, and read back in canonical form. A target that cannot store metadata raises; it
+    never drops it silently.
+
+    Errors are builtin :class:`OSError` subclasses that keep their cause: ``FileNotFoundError``,
+    ``PermissionError``, and :class:`greenroute.errors.TargetUnavailableError` (a
+    ``ConnectionError``) for faults worth failing over: connection errors, timeouts and 5xx.
+    """
+
+    backend: Backend
+    #: The longest logical path this target accepts, in UTF-8 bytes.
+    max_path_bytes: int
+
+    def url(self, path: str) -> str:
+        """The physical URL of ``path``."""
+        ...
+
+    def write(self, path: str, data: bytes | IO[bytes], metadata: Mapping[str, str]) -> ObjectInfo:
+        """Store ``data`` at ``path`` with ``metadata``, replacing any object there."""
+        ...
+
+    def open_write(self, path: str, metadata_at_close: Callable[[int], Mapping[str, str]],
+                   *, block_size: int | None = None) -> BinaryIO:
+        """A writable binary stream; ``metadata_at_close(size)`` gives the metadata once the size is known.
+
+        The returned object's ``close()`` makes the object visible with that metadata. Its
+        ``info`` attribute (an :class:`ObjectInfo`) is set after a successful close.
+        """
+        ...
+
+    def open_read(self, path: str, *, block_size: int | None = None) -> BinaryIO:
+        """A readable binary stream of the object."""
+        ...
+
+    def read(self, path: str, start: int | None = None, end: int | None = None) -> bytes:
+        """The object's bytes, or the range ``[start, end)``."""
+        ...
+
+    def stat(self, path: str) -> ObjectInfo:
+        """Size, etag, canonical metadata and modification time of one object."""
+        ...
+
+    def delete(self, path: str) -> None:
+        """Remove the object. A missing object raises ``FileNotFoundError``."""
+        ...
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Every object whose logical path starts with ``prefix``, recursively, with metadata."""
+        ...
+
+    def copy(self, src: str, dst: str, metadata: Mapping[str, str]) -> ObjectInfo:
+        """Server-side copy within this target, replacing the metadata."""
+        ...
+
+
+# -- catalog ------------------------------------------------------------------------------------
+
+
+class Catalog(Protocol):
+    """Where every logical path lives. Writes are two-phase: :meth:`begin`, write, :meth:`commit`.
+
+    Readers see only committed entries, and at most one per path. A pending entry that was
+    never committed (a crash between the object write and the commit) is found by
+    :meth:`pending` and repaired by ``greenroute fsck``.
+    """
+
+    def begin(self, entry: CatalogEntry) -> None:
+        """Record a pending write (keyed by ``entry.decision_id``)."""
+        ...
+
+    def commit(self, decision_id: str, *, size: int, etag: str | None, write_gco2e: float,
+               gco2e_month: float) -> tuple[CatalogEntry, CatalogEntry | None]:
+        """Make a pending write the path's one committed entry.
+
+        Returns:
+            The committed entry, and the entry it replaced (if the path had one), so the caller
+            can delete a replaced object that lives elsewhere.
+
+        Raises:
+            KeyError: No pending entry has that decision id.
+        """
+        ...
+
+    def abort(self, decision_id: str) -> None:
+        """Forget a pending write. Unknown ids are ignored."""
+        ...
+
+    def lookup(self, path: str) -> CatalogEntry | None:
+        """The committed entry for ``path``."""
+        ...
+
+    def list(self, prefix: str = "") -> list[CatalogEntry]:
+        """Committed entries whose path starts with ``prefix``, sorted by path."""
+        ...
+
+    def remove(self, path: str) -> CatalogEntry | None:
+        """Drop the committed entry for ``path``; returns it."""
+        ...
+
+    def pending(self) -> builtins.list[CatalogEntry]:
+        """Every pending entry, oldest first."""
+        ...
+
+    def put(self, entry: CatalogEntry) -> None:
+        """Insert or replace a committed entry directly (used by ``reindex``)."""
+        ...
+
+    def clear(self) -> None:
+        """Drop every entry (used by ``reindex``)."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
         ...

@@ -1,0 +1,730 @@
+"""The router: one place that orchestrates every write, read and listing.
+
+A write goes::
+
+    decision = placement.select_greenest_backend(candidates, size, retention)
+    catalog.begin(entry)                            -> "pending"
+    target.write(path, data, carbon metadata)       -> the object, self-describing
+    catalog.commit(...)                             -> "committed" (and the replaced copy is deleted)
+
+On a fault worth failing over (connection error, timeout, 5xx) the backend is marked unhealthy,
+the pending entry is dropped, and the write goes to the next-best candidate; the decision and
+the catalog entry record the failover. Any other error is raised (as an ``OSError``) after the
+pending entry is dropped, so neither the catalog nor a backend keeps a half-written object.
+
+A read goes ``catalog.lookup -> target.open``; placement is not involved.
+
+Logical paths are ``namespace/key...``; the physical location is the backend's root URL plus the
+logical path, so the mapping can be read by a person and reversed by :meth:`GreenRouter.reindex`.
+"""
+
+from __future__ import annotations
+
+import builtins
+import io
+import logging
+import os
+import re
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from importlib.metadata import entry_points
+from typing import IO, Any, BinaryIO, Literal
+
+from .config import GreenrouteConfig, load_config
+from .errors import (
+    AllBackendsFailedError,
+    ConfigError,
+    InvalidPathError,
+    NoEligibleBackendError,
+    TargetUnavailableError,
+)
+from .model import Backend, CarbonPlacementDecision, CatalogEntry, EntryState, GridDataSource, SignalKind, utcnow
+from .placement import GreenPlacementService
+from .ports import Catalog, ObjectInfo, StorageTarget
+
+__all__ = [
+    "FsckReport",
+    "GreenRouter",
+    "ObjectStat",
+    "ReindexReport",
+    "WriteResult",
+    "validate_path",
+]
+
+log = logging.getLogger(__name__)
+
+TARGET_ENTRY_POINTS = "greenroute.targets"
+CATALOG_ENTRY_POINTS = "greenroute.catalogs"
+
+#: S3 allows 2 KB of user metadata in all; greenroute keeps its own keys well inside that.
+MAX_METADATA_BYTES = 2048
+_USER_KEY = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+
+OnOverwrite = Literal["keep", "replace"]
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    """What a write did.
+
+    Attributes:
+        path: The logical path.
+        backend_id: Where the object landed.
+        url: Its physical URL.
+        size: Bytes written.
+        etag: The target's etag.
+        write_gco2e: Estimated gCO2e of the write, for the real size.
+        gco2e_month: Projected gCO2e per month at rest.
+        decision: The placement decision that chose the backend (with any failovers).
+    """
+
+    path: str
+    backend_id: str
+    url: str
+    size: int
+    etag: str | None
+    write_gco2e: float
+    gco2e_month: float
+    decision: CarbonPlacementDecision
+
+    @property
+    def failovers(self) -> tuple[str, ...]:
+        """Backends that failed before this one, with what failed."""
+        return self.decision.failovers
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectStat:
+    """A committed object: its catalog entry and what its target says about it."""
+
+    entry: CatalogEntry
+    info: ObjectInfo
+
+    @property
+    def metadata(self) -> Mapping[str, str]:
+        """The object's metadata: greenroute's keys and the caller's."""
+        return self.info.metadata
+
+
+@dataclass(slots=True)
+class FsckReport:
+    """What ``fsck`` found and did."""
+
+    committed: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
+    skipped_recent: list[str] = field(default_factory=list)
+    missing_objects: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class ReindexReport:
+    """What ``reindex`` rebuilt."""
+
+    entries: int = 0
+    duplicates: list[str] = field(default_factory=list)
+    foreign: list[str] = field(default_factory=list)
+
+
+def validate_path(path: str) -> str:
+    """Check a logical path (``namespace/key...``) and return it.
+
+    Raises:
+        InvalidPathError: Empty, absolute, with ``..``, ``.`` or empty segments, NUL or control
+            characters, a trailing ``/``, or no namespace.
+
+    Example:
+        >>> validate_path("lake/sales/2026-11.parquet")
+        'lake/sales/2026-11.parquet'
+    """
+    if not isinstance(path, str) or not path:
+        raise InvalidPathError(str(path), "empty path")
+    if "\x00" in path:
+        raise InvalidPathError(path, "contains NUL")
+    if any(ord(ch) < 32 for ch in path):
+        raise InvalidPathError(path, "contains a control character")
+    if path.startswith("/") or re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", path):
+        raise InvalidPathError(path, "absolute paths and URLs are not logical paths; use namespace/key")
+    if "\\" in path:
+        raise InvalidPathError(path, "contains a backslash")
+    segments = path.split("/")
+    if ".." in segments:
+        raise InvalidPathError(path, "contains '..'")
+    if "." in segments or "" in segments:
+        raise InvalidPathError(path, "contains an empty or '.' segment (or ends with '/')")
+    if len(segments) < 2:
+        raise InvalidPathError(path, "expected namespace/key")
+    return path
+
+
+class GreenRouter:
+    """Writes each object to the greenest eligible backend, and finds it again.
+
+    Args:
+        placement: The placement service (backends, grid signals, carbon model).
+        catalog: Where logical paths are recorded.
+        target_factory: Builds a backend's storage target; by default the ``greenroute.targets``
+            entry point named after the backend's provider.
+        on_overwrite: ``"keep"`` rewrites an existing path on its current backend; ``"replace"``
+            places it afresh and deletes the old copy after the commit.
+
+    Example:
+        >>> from greenroute.adapters.sqlite import SqliteCatalog
+        >>> from greenroute.profiles import default_backends
+        >>> router = GreenRouter(GreenPlacementService(default_backends()), SqliteCatalog(":memory:"))
+        >>> result = router.write("demo/hello.txt", b"hello")
+        >>> result.backend_id, router.read("demo/hello.txt")
+        ('aws-eu-north-1', b'hello')
+    """
+
+    def __init__(self, placement: GreenPlacementService, catalog: Catalog, *,
+                 target_factory: Callable[[Backend], StorageTarget] | None = None,
+                 on_overwrite: OnOverwrite = "keep") -> None:
+        if on_overwrite not in ("keep", "replace"):
+            raise ConfigError(f"expected 'keep' or 'replace', got {on_overwrite!r}", key="on_overwrite")
+        self.placement = placement
+        self.catalog = catalog
+        self.on_overwrite: OnOverwrite = on_overwrite
+        self._target_factory = target_factory or target_from_entry_point
+        self._targets: dict[str, StorageTarget] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_config(cls, path: str | os.PathLike[str] | GreenrouteConfig | None = None) -> GreenRouter:
+        """A router for the configuration at ``path`` (see :func:`greenroute.load_config`)."""
+        cfg = path if isinstance(path, GreenrouteConfig) else load_config(path)
+        on_overwrite: OnOverwrite = "replace" if cfg.on_overwrite == "replace" else "keep"
+        return cls(cfg.build_service(), catalog_from_url(cfg.catalog_url), on_overwrite=on_overwrite)
+
+    def close(self) -> None:
+        """Release the catalog and the grid workers."""
+        self.catalog.close()
+        self.placement.signals.close()
+
+    def __enter__(self) -> GreenRouter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- targets ----------------------------------------------------------------------------
+
+    def target(self, backend_id: str) -> StorageTarget:
+        """The storage target of a configured backend (built once, on first use).
+
+        Raises:
+            KeyError: No backend has that id.
+        """
+        target = self._targets.get(backend_id)
+        if target is None:
+            backend = self.placement.backend(backend_id)
+            with self._lock:
+                target = self._targets.get(backend_id)
+                if target is None:
+                    target = self._targets[backend_id] = self._target_factory(backend)
+        return target
+
+    # -- writes -----------------------------------------------------------------------------
+
+    def write(self, path: str, data: bytes | bytearray | memoryview | IO[bytes], *,
+              metadata: Mapping[str, str] | None = None, size_hint: int | None = None,
+              retention_days: float | None = None, candidates: Sequence[str] | None = None) -> WriteResult:
+        """Write ``data`` to the greenest eligible backend and record it.
+
+        Args:
+            path: The logical path, ``namespace/key...``.
+            data: Bytes, or a binary file object (streamed; seekable ones can fail over).
+            metadata: The caller's own metadata, kept beside greenroute's keys.
+            size_hint: The size when ``data`` is a stream of unknown length.
+            retention_days: How long the object will be kept, for the at-rest estimate.
+            candidates: Backend ids to choose from (default: all).
+
+        Raises:
+            InvalidPathError: The path or the metadata is not acceptable; nothing was written.
+            NoEligibleBackendError: No backend may take this write.
+            AllBackendsFailedError: Every candidate failed; nothing was left behind.
+            OSError: A client error (access denied, missing bucket) from the chosen target.
+        """
+        path = validate_path(path)
+        user = _user_metadata(metadata)
+        payload: bytes | IO[bytes] = bytes(data) if isinstance(data, bytearray | memoryview) else data
+        size = len(payload) if isinstance(payload, bytes) else (size_hint or _remaining(payload) or 0)
+        start = payload.tell() if not isinstance(payload, bytes) and payload.seekable() else None
+
+        def store(target: StorageTarget, md: Mapping[str, str]) -> ObjectInfo:
+            if start is not None and not isinstance(payload, bytes):
+                payload.seek(start)
+            return target.write(path, payload, md)
+
+        can_retry = isinstance(payload, bytes) or start is not None
+        return self._two_phase(path, size, user, retention_days, candidates, store, can_retry)
+
+    def open(self, path: str, mode: str = "rb", *, metadata: Mapping[str, str] | None = None,
+             size_hint: int | None = None, retention_days: float | None = None,
+             candidates: Sequence[str] | None = None, block_size: int | None = None) -> BinaryIO:
+        """Open a logical path for streaming.
+
+        ``"wb"`` places the object now (using ``size_hint`` when given) and binds its carbon
+        values at close, from the real byte count. ``"rb"`` reads through the catalog.
+
+        Raises:
+            FileNotFoundError: ``"rb"`` of a path that is not in the catalog.
+            ValueError: Any other mode.
+        """
+        if mode == "rb":
+            entry = self._entry(path)
+            return self.target(entry.backend_id).open_read(entry.path, block_size=block_size)
+        if mode != "wb":
+            raise ValueError(f"mode must be 'rb' or 'wb', got {mode!r}")
+        path = validate_path(path)
+        user = _user_metadata(metadata)
+        decision, backend_ids = self._decide(path, size_hint or 0, retention_days, candidates)
+        failovers: builtins.list[str] = []
+        while True:
+            decision = replace(decision, failovers=tuple(failovers))
+            target = self.target(decision.backend_id)
+            self._check_length(path, target)
+            self.catalog.begin(self._pending(path, decision, target))
+            try:
+                stream = target.open_write(path, self._metadata_at_close(path, decision, retention_days, user),
+                                           block_size=block_size)
+            except TargetUnavailableError as exc:
+                self.catalog.abort(decision.decision_id)
+                decision = self._fail_over(decision, exc, failovers, backend_ids, size_hint or 0, retention_days)
+                continue
+            except BaseException:
+                self.catalog.abort(decision.decision_id)
+                raise
+            return _RoutedWriter(self, stream, path, decision, retention_days)  # type: ignore[return-value]
+
+    def copy(self, src: str, dst: str, *, candidates: Sequence[str] | None = None,
+             retention_days: float | None = None) -> WriteResult:
+        """Copy ``src`` to ``dst``, placing ``dst`` like any write (server-side when it stays put)."""
+        entry = self._entry(src)
+        dst = validate_path(dst)
+        source = self.target(entry.backend_id)
+        user = {k: v for k, v in source.stat(entry.path).metadata.items() if not k.startswith("greenroute_")}
+
+        def store(target: StorageTarget, md: Mapping[str, str]) -> ObjectInfo:
+            if target is source:
+                return target.copy(entry.path, dst, md)
+            with source.open_read(entry.path) as stream:
+                return target.write(dst, stream, md)
+
+        return self._two_phase(dst, entry.size, user, retention_days, candidates, store, True)
+
+    def move(self, src: str, dst: str) -> WriteResult:
+        """Copy ``src`` to ``dst``, then delete ``src``."""
+        result = self.copy(src, dst)
+        if validate_path(src) != result.path:
+            self.delete(src)
+        return result
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def read(self, path: str, start: int | None = None, end: int | None = None) -> bytes:
+        """The bytes of a committed object (or the range ``[start, end)``).
+
+        Raises:
+            FileNotFoundError: The path is not in the catalog.
+        """
+        entry = self._entry(path)
+        return self.target(entry.backend_id).read(entry.path, start, end)
+
+    def stat(self, path: str) -> ObjectStat:
+        """A committed object's catalog entry and its target's view, metadata included."""
+        entry = self._entry(path)
+        return ObjectStat(entry, self.target(entry.backend_id).stat(entry.path))
+
+    def lookup(self, path: str) -> CatalogEntry | None:
+        """The committed catalog entry of ``path``, or ``None``."""
+        return self.catalog.lookup(path)
+
+    def exists(self, path: str) -> bool:
+        """Whether ``path`` is in the catalog."""
+        return self.catalog.lookup(path) is not None
+
+    def list(self, prefix: str = "", *, recursive: bool = True) -> list[CatalogEntry]:
+        """Committed entries under ``prefix``.
+
+        With ``recursive=False``, ``prefix`` is a directory and only its direct children are given.
+        """
+        if recursive:
+            return self.catalog.list(prefix)
+        base = prefix.rstrip("/") + "/" if prefix else ""
+        return [e for e in self.catalog.list(base) if "/" not in e.path[len(base):]]
+
+    def delete(self, path: str) -> None:
+        """Delete a committed object and its catalog entry.
+
+        Raises:
+            FileNotFoundError: The path is not in the catalog.
+        """
+        entry = self._entry(path)
+        try:
+            self.target(entry.backend_id).delete(entry.path)
+        except FileNotFoundError:
+            log.warning("object for %s was already gone from %s", entry.path, entry.backend_id)
+        self.catalog.remove(entry.path)
+
+    # -- repair -----------------------------------------------------------------------------
+
+    def fsck(self, *, older_than_seconds: float = 300.0) -> FsckReport:
+        """Resolve pending entries left by crashed writes.
+
+        A pending entry whose object exists and carries its decision id is committed; one whose
+        object does not is dropped. Entries younger than ``older_than_seconds`` may be writes in
+        flight in another process, so they are left alone.
+        """
+        report = FsckReport()
+        now = utcnow()
+        for entry in self.catalog.pending():
+            if (now - entry.created_at).total_seconds() < older_than_seconds:
+                report.skipped_recent.append(entry.path)
+                continue
+            try:
+                info = self.target(entry.backend_id).stat(entry.path)
+            except FileNotFoundError:
+                info = None
+            except KeyError:
+                info = None  # the backend is no longer configured
+            if info is not None and info.metadata.get("greenroute_decision") == entry.decision_id:
+                self.catalog.commit(entry.decision_id, size=info.size, etag=info.etag,
+                                    write_gco2e=_float(info.metadata.get("greenroute_gco2e"), entry.write_gco2e),
+                                    gco2e_month=_float(info.metadata.get("greenroute_gco2e_month"),
+                                                       entry.gco2e_month))
+                report.committed.append(entry.path)
+            else:
+                self.catalog.abort(entry.decision_id)
+                report.dropped.append(entry.path)
+        return report
+
+    def reindex(self) -> ReindexReport:
+        """Rebuild the catalog from the backends alone, from each object's own metadata.
+
+        Objects without greenroute metadata are reported as foreign and left alone. When a path
+        exists on two backends, the most recently modified copy wins and the path is reported.
+        """
+        found: dict[str, tuple[CatalogEntry, ObjectInfo]] = {}
+        report = ReindexReport()
+        for backend in self.placement.backends:
+            for info in self.target(backend.id).list(""):
+                entry = _entry_from_metadata(backend.id, info)
+                if entry is None:
+                    report.foreign.append(info.url)
+                    continue
+                previous = found.get(entry.path)
+                if previous is not None:
+                    report.duplicates.append(entry.path)
+                    if (previous[1].modified or utcnow()) >= (info.modified or utcnow()):
+                        continue
+                found[entry.path] = (entry, info)
+        self.catalog.clear()
+        for entry, _ in found.values():
+            self.catalog.put(entry)
+        report.entries = len(found)
+        return report
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _entry(self, path: str) -> CatalogEntry:
+        entry = self.catalog.lookup(path)
+        if entry is None:
+            raise FileNotFoundError(2, "not in the greenroute catalog", path)
+        return entry
+
+    def _decide(self, path: str, size: int, retention_days: float | None,
+                candidates: Sequence[str] | None) -> tuple[CarbonPlacementDecision, builtins.list[str]]:
+        backend_ids = list(candidates) if candidates is not None else [b.id for b in self.placement.backends]
+        if self.on_overwrite == "keep":
+            existing = self.catalog.lookup(path)
+            if existing is not None and existing.backend_id in backend_ids:
+                try:
+                    decision = self.placement.select_greenest_backend([existing.backend_id], size,
+                                                                      retention_days=retention_days)
+                    return decision, [existing.backend_id]
+                except NoEligibleBackendError:
+                    log.info("%s: current backend %s is no longer eligible; placing afresh",
+                             path, existing.backend_id)
+        fitting = self._fitting(path, backend_ids)
+        return self.placement.select_greenest_backend(fitting, size, retention_days=retention_days), fitting
+
+    def _fitting(self, path: str, backend_ids: builtins.list[str]) -> builtins.list[str]:
+        """The candidates whose target can hold a path this long."""
+        length = len(path.encode())
+        fitting = []
+        limits = []
+        for backend_id in backend_ids:
+            try:
+                limit = self.target(backend_id).max_path_bytes
+            except KeyError:
+                fitting.append(backend_id)  # unknown ids are reported by the placement service
+                continue
+            limits.append(limit)
+            if length <= limit:
+                fitting.append(backend_id)
+        if not fitting and limits:
+            raise InvalidPathError(path, f"{length} bytes is too long for every candidate target "
+                                         f"(longest allowed: {max(limits)} bytes)")
+        return fitting
+
+    def _check_length(self, path: str, target: StorageTarget) -> None:
+        if len(path.encode()) > target.max_path_bytes:
+            raise InvalidPathError(path, f"too long for {target.backend.id} (max {target.max_path_bytes} bytes)")
+
+    def _two_phase(self, path: str, size: int, user: Mapping[str, str], retention_days: float | None,
+                   candidates: Sequence[str] | None,
+                   store: Callable[[StorageTarget, Mapping[str, str]], ObjectInfo],
+                   can_retry: bool) -> WriteResult:
+        decision, backend_ids = self._decide(path, size, retention_days, candidates)
+        failovers: builtins.list[str] = []
+        while True:
+            decision = replace(decision, failovers=tuple(failovers))
+            target = self.target(decision.backend_id)
+            self._check_length(path, target)
+            self.catalog.begin(self._pending(path, decision, target))
+            try:
+                info = store(target, self._metadata(path, decision, size, retention_days, user))
+            except TargetUnavailableError as exc:
+                self.catalog.abort(decision.decision_id)
+                if not can_retry:
+                    self.placement.health.mark_failed(decision.backend_id, _short(exc))
+                    raise
+                decision = self._fail_over(decision, exc, failovers, backend_ids, size, retention_days)
+                continue
+            except BaseException:
+                self.catalog.abort(decision.decision_id)
+                raise
+            return self._commit(path, decision, info, retention_days)
+
+    def _fail_over(self, decision: CarbonPlacementDecision, exc: TargetUnavailableError, failovers: builtins.list[str],
+                   backend_ids: builtins.list[str], size: int, retention_days: float | None) -> CarbonPlacementDecision:
+        reason = _short(exc)
+        log.warning("write to %s failed (%s); failing over", decision.backend_id, reason)
+        self.placement.health.mark_failed(decision.backend_id, reason)
+        failovers.append(f"{decision.backend_id}: {reason}")
+        if decision.backend_id in backend_ids:
+            backend_ids.remove(decision.backend_id)
+        if not backend_ids:
+            raise AllBackendsFailedError(dict(f.split(": ", 1) for f in failovers)) from exc
+        try:
+            return self.placement.select_greenest_backend(backend_ids, size, retention_days=retention_days)
+        except NoEligibleBackendError as no_more:
+            raise AllBackendsFailedError(dict(f.split(": ", 1) for f in failovers)) from no_more
+
+    def _commit(self, path: str, decision: CarbonPlacementDecision, info: ObjectInfo,
+                retention_days: float | None) -> WriteResult:
+        estimate = self._estimate(decision, info.size, retention_days)
+        committed, replaced = self.catalog.commit(decision.decision_id, size=info.size, etag=info.etag,
+                                                  write_gco2e=estimate.write_gco2e,
+                                                  gco2e_month=estimate.at_rest_gco2e_per_month)
+        self.placement.health.mark_ok(decision.backend_id)
+        if replaced is not None and replaced.url != committed.url:
+            try:
+                self.target(replaced.backend_id).delete(replaced.path)
+            except (OSError, KeyError) as exc:  # the new copy is committed; the old one is garbage
+                log.warning("could not delete the replaced copy %s: %s", replaced.url, _short(exc))
+        return WriteResult(path=path, backend_id=decision.backend_id, url=committed.url, size=info.size,
+                           etag=info.etag, write_gco2e=estimate.write_gco2e,
+                           gco2e_month=estimate.at_rest_gco2e_per_month, decision=decision)
+
+    def _estimate(self, decision: CarbonPlacementDecision, size: int, retention_days: float | None) -> Any:
+        return self.placement.carbon_model.estimate(size, provider=decision.backend.provider,
+                                                    pue=decision.backend.pue,
+                                                    carbon_intensity_g_per_kwh=decision.grid.carbon_intensity_g_per_kwh,
+                                                    retention_days=retention_days)
+
+    def _pending(self, path: str, decision: CarbonPlacementDecision, target: StorageTarget) -> CatalogEntry:
+        now = utcnow()
+        return CatalogEntry(
+            path=path, backend_id=decision.backend_id, url=target.url(path), size=decision.data_size_bytes,
+            etag=None, write_gco2e=decision.write_gco2e, gco2e_month=decision.at_rest_gco2e_per_month,
+            carbon_intensity_g_per_kwh=decision.grid.carbon_intensity_g_per_kwh, signal=decision.signal,
+            source=decision.grid.source, decision_id=decision.decision_id, state=EntryState.PENDING,
+            created_at=now, updated_at=now, failovers=decision.failovers,
+        )
+
+    def _metadata(self, path: str, decision: CarbonPlacementDecision, size: int, retention_days: float | None,
+                  user: Mapping[str, str]) -> dict[str, str]:
+        estimate = self._estimate(decision, size, retention_days)
+        md = dict(user)
+        md.update({
+            "greenroute_gco2e": f"{estimate.write_gco2e:.6g}",
+            "greenroute_gco2e_month": f"{estimate.at_rest_gco2e_per_month:.6g}",
+            "greenroute_intensity": f"{decision.grid.carbon_intensity_g_per_kwh:g}",
+            "greenroute_signal": decision.signal.value,
+            "greenroute_source": decision.grid.source.value,
+            "greenroute_backend": decision.backend_id,
+            "greenroute_decision": decision.decision_id,
+            "greenroute_path": path,
+            "greenroute_model": self.placement.carbon_model.version,
+        })
+        total = sum(len(k.encode()) + len(v.encode()) for k, v in md.items())
+        if total > MAX_METADATA_BYTES:
+            raise InvalidPathError(path, f"metadata would take {total} bytes, over S3's {MAX_METADATA_BYTES}-byte "
+                                         "limit (shorten the path or the caller's metadata)")
+        return md
+
+    def _metadata_at_close(self, path: str, decision: CarbonPlacementDecision, retention_days: float | None,
+                           user: Mapping[str, str]) -> Callable[[int], dict[str, str]]:
+        def metadata(size: int) -> dict[str, str]:
+            return self._metadata(path, decision, size, retention_days, user)
+
+        return metadata
+
+    def _commit_stream(self, writer: _RoutedWriter) -> WriteResult:
+        info: ObjectInfo | None = getattr(writer.stream, "info", None)
+        if info is None:
+            info = self.target(writer.decision.backend_id).stat(writer.path)
+        return self._commit(writer.path, writer.decision, info, writer.retention_days)
+
+
+class _RoutedWriter(io.RawIOBase):
+    """A writable stream whose close commits the catalog entry (and whose failure aborts it)."""
+
+    def __init__(self, router: GreenRouter, stream: BinaryIO, path: str, decision: CarbonPlacementDecision,
+                 retention_days: float | None) -> None:
+        super().__init__()
+        self.router = router
+        self.stream = stream
+        self.path = path
+        self.decision = decision
+        self.retention_days = retention_days
+        self.result: WriteResult | None = None
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self.stream.write(data)
+        return len(data)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        try:
+            self.stream.close()
+        except BaseException:
+            self.router.catalog.abort(self.decision.decision_id)
+            super().close()
+            raise
+        try:
+            self.result = self.router._commit_stream(self)
+        finally:
+            super().close()
+
+    def discard(self) -> None:
+        """Abandon the write: nothing is committed and the partial object is removed."""
+        if self.closed:
+            return
+        discard = getattr(self.stream, "discard", None)
+        try:
+            if callable(discard):
+                discard()
+            else:
+                self.stream.close()
+                self.router.target(self.decision.backend_id).delete(self.path)
+        except OSError as exc:
+            log.warning("could not discard partial write of %s: %s", self.path, _short(exc))
+        finally:
+            self.router.catalog.abort(self.decision.decision_id)
+            super().close()
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.discard()
+
+    @property
+    def info(self) -> WriteResult | None:
+        """The write's result, after a successful close."""
+        return self.result
+
+
+def target_from_entry_point(backend: Backend) -> StorageTarget:
+    """Build ``backend``'s target with the ``greenroute.targets`` entry point named after its provider.
+
+    Raises:
+        ConfigError: No installed adapter serves that provider (install the extra, e.g. ``greenroute[s3]``).
+    """
+    for ep in entry_points(group=TARGET_ENTRY_POINTS):
+        if ep.name == backend.provider.value:
+            try:
+                factory: Callable[[Backend], StorageTarget] = ep.load()
+            except ImportError as exc:
+                raise ConfigError(f"the {backend.provider.value} target needs an extra: "
+                                  f"pip install 'greenroute[{backend.provider.value}]' ({exc})",
+                                  key=f"backends.{backend.id}") from exc
+            return factory(backend)
+    raise ConfigError(f"no storage target installed for provider {backend.provider.value!r}",
+                      key=f"backends.{backend.id}")
+
+
+def catalog_from_url(url: str) -> Catalog:
+    """Open the catalog named by ``url`` with the ``greenroute.catalogs`` entry point of its scheme."""
+    scheme = url.split(":", 1)[0]
+    for ep in entry_points(group=CATALOG_ENTRY_POINTS):
+        if ep.name == scheme:
+            factory: Callable[[str], Catalog] = ep.load()
+            return factory(url)
+    raise ConfigError(f"no catalog installed for {scheme!r} URLs", key="catalog.url")
+
+
+def _user_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
+    if not metadata:
+        return {}
+    out: dict[str, str] = {}
+    for key, value in metadata.items():
+        if not isinstance(key, str) or not _USER_KEY.match(key) or key.startswith("greenroute_"):
+            raise InvalidPathError(str(key), "metadata keys are lowercase letters, digits and '_', start with a "
+                                             "letter, at most 64 long, and not 'greenroute_*' (Azure and S3 rules)")
+        if not isinstance(value, str):
+            raise InvalidPathError(key, f"metadata values are strings, got {type(value).__name__}")
+        out[key] = value
+    return out
+
+
+def _remaining(stream: IO[bytes]) -> int | None:
+    try:
+        if stream.seekable():
+            here = stream.tell()
+            end = stream.seek(0, os.SEEK_END)
+            stream.seek(here)
+            return end - here
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def _float(text: str | None, default: float) -> float:
+    try:
+        return float(text) if text is not None else default
+    except ValueError:
+        return default
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _entry_from_metadata(backend_id: str, info: ObjectInfo) -> CatalogEntry | None:
+    md = info.metadata
+    path = md.get("greenroute_path")
+    decision = md.get("greenroute_decision")
+    if not path or not decision or path != info.path:
+        return None
+    now = utcnow()
+    try:
+        signal = SignalKind(md.get("greenroute_signal", "average"))
+        source = GridDataSource(md.get("greenroute_source", "embedded"))
+    except ValueError:
+        return None
+    return CatalogEntry(
+        path=path, backend_id=backend_id, url=info.url, size=info.size, etag=info.etag,
+        write_gco2e=_float(md.get("greenroute_gco2e"), 0.0), gco2e_month=_float(md.get("greenroute_gco2e_month"), 0.0),
+        carbon_intensity_g_per_kwh=_float(md.get("greenroute_intensity"), 0.0), signal=signal, source=source,
+        decision_id=decision, state=EntryState.COMMITTED, created_at=info.modified or now,
+        updated_at=info.modified or now,
+    )
