@@ -12,7 +12,7 @@ def test_all_is_sorted_and_complete() -> None:
         assert hasattr(greenroute, name), name
     public = {n for n in dir(greenroute) if not n.startswith("_")}
     modules = {"carbon", "cli", "config", "embedded", "errors", "events", "model", "placement", "ports",
-               "profiles", "scoring", "signals", "data", "adapters"}
+               "profiles", "scoring", "signals", "data", "adapters", "health", "router"}
     assert public - modules - set(exported) == set()
 
 
@@ -26,6 +26,7 @@ def test_pinned_surface() -> None:
         "PlacementError", "PlacementPolicy", "Provider", "ScoreWeights", "SignalKind", "UnknownRegionError",
         "__version__", "green_score", "load_config", "AllBackendsFailedError", "InvalidPathError",
         "MetadataNotSupportedError", "StorageError", "TargetUnavailableError", "ObjectInfo", "StorageTarget",
+        "Catalog", "GreenRouter", "WriteResult", "CatalogEntry",
     }
 
 

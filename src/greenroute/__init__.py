@@ -35,6 +35,7 @@ from .model import (
     Alternative,
     Backend,
     CarbonPlacementDecision,
+    CatalogEntry,
     GreenScore,
     GridCarbonData,
     GridDataSource,
@@ -43,7 +44,8 @@ from .model import (
     SignalKind,
 )
 from .placement import GreenPlacementService, PlacementPolicy
-from .ports import GridSource, ObjectInfo, StorageTarget
+from .ports import Catalog, GridSource, ObjectInfo, StorageTarget
+from .router import GreenRouter, WriteResult
 from .scoring import BackendGreenScoreRegistry, ScoreWeights, green_score
 from .signals import GridResolution, GridSignals, ManualGridSource
 
@@ -58,10 +60,13 @@ __all__ = [
     "CarbonEstimate",
     "CarbonModel",
     "CarbonPlacementDecision",
+    "Catalog",
+    "CatalogEntry",
     "ConfigError",
     "EmbeddedGridSource",
     "EventBus",
     "GreenPlacementService",
+    "GreenRouter",
     "GreenScore",
     "GreenrouteConfig",
     "GreenrouteError",
@@ -89,6 +94,7 @@ __all__ = [
     "StorageTarget",
     "TargetUnavailableError",
     "UnknownRegionError",
+    "WriteResult",
     "__version__",
     "green_score",
     "load_config",
