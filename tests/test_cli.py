@@ -78,7 +78,7 @@ def test_grid_reports_each_region_and_errors(capsys: pytest.CaptureFixture[str])
     assert [r["region"] for r in out] == ["us-west-2", "eu-north-1", "us-west-9"]
     assert out[0]["carbon_intensity_g_per_kwh"] == 197.0 and out[0]["signal"] == "average"
     assert out[1]["source"] == "embedded" and out[1]["age_seconds"] > 0
-    assert "UnknownRegionError" in out[2]["error"] and "us-west-2" in out[2]["error"]
+    assert "unknown region 'us-west-9'" in out[2]["error"] and "us-west-2" in out[2]["error"]
 
 
 def test_grid_exits_non_zero_when_nothing_answers(capsys: pytest.CaptureFixture[str]) -> None:

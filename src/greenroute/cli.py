@@ -15,6 +15,7 @@ import json
 import re
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from rich import box
@@ -24,7 +25,7 @@ from rich.table import Table
 from .config import GreenrouteConfig, load_config
 from .embedded import ATTRIBUTION
 from .errors import ConfigError, GreenrouteError
-from .model import CarbonPlacementDecision, SignalKind
+from .model import Backend, CarbonPlacementDecision, Provider, SignalKind
 
 __all__ = ["main", "parse_size"]
 
@@ -72,6 +73,21 @@ def _parser() -> argparse.ArgumentParser:
                        help="backend ids to choose from (default: all)")
     place.add_argument("--objective", choices=["score", "min_carbon"], default=None)
 
+    report = sub.add_parser("report", parents=[common], help="carbon of what the catalog holds")
+    report.add_argument("prefix", nargs="?", default="", help="only paths under this prefix")
+    report.add_argument("--by", choices=["backend", "namespace"], default="backend")
+
+    fsck = sub.add_parser("fsck", parents=[common], help="resolve writes a crash left pending")
+    fsck.add_argument("--older-than", type=float, default=300.0, metavar="SECONDS",
+                      help="leave younger pending entries alone: they may be in flight (default 300)")
+
+    sub.add_parser("reindex", parents=[common], help="rebuild the catalog from the backends' own metadata")
+
+    demo = sub.add_parser("demo", parents=[common], help="write a generated dataset through the router")
+    demo.add_argument("--dir", default=".greenroute-demo", help="demo folder, wiped first (default .greenroute-demo)")
+    demo.add_argument("--files", type=int, default=240)
+    demo.add_argument("--live", action="store_true", help="use the configured grid sources")
+
     config = sub.add_parser("config", help="configuration commands")
     config_sub = config.add_subparsers(dest="config_command", required=True)
     config_sub.add_parser("check", parents=[common], help="validate the configuration")
@@ -93,6 +109,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _scores(cfg, args, out)
         if args.command == "place":
             return _place(cfg, args, out)
+        if args.command == "report":
+            return _report(cfg, args, out)
+        if args.command == "fsck":
+            return _fsck(cfg, args, out)
+        if args.command == "reindex":
+            return _reindex(cfg, args, out)
+        if args.command == "demo":
+            from .demo import run_demo
+
+            run_demo(Path(args.dir), files=args.files, live=args.live, config=cfg, console=out)
+            return 0
         return _config_check(cfg, args, out)
     except GreenrouteError as exc:
         if getattr(args, "json", False):
@@ -104,48 +131,66 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _grid(cfg: GreenrouteConfig, args: argparse.Namespace, out: Console) -> int:
     service = cfg.build_service()
-    rows: list[dict[str, Any]] = []
-    source = None
-    if args.source:
-        sources = {s.name: s for s in [*cfg.build_sources(), service.signals.embedded]}
-        if args.source not in sources:
-            raise ConfigError(f"unknown or unconfigured source {args.source!r} "
-                              f"(configured: {', '.join(sorted(sources))})", key="--source")
-        source = sources[args.source]
-    for region in args.regions:
-        try:
-            if source is None:
-                value = service.get_grid_carbon_data(region)
-            else:
-                backend = next((b for b in cfg.backends if b.region == region), None)
-                zone = None
-                if backend is not None:
-                    zone = backend.watttime_region if source.signal is SignalKind.MARGINAL else backend.grid_zone
-                value = service.signals.get(source, region, zone)
-            rows.append({"region": region, **value.to_dict(), "age_seconds": value.age_seconds()})
-        except GreenrouteError as exc:
-            rows.append({"region": region, "error": f"{type(exc).__name__}: {exc}"})
+    try:
+        rows = _grid_rows(cfg, service, args.regions, args.source)
+    finally:
+        service.signals.close()
     answered = sum(1 for r in rows if "error" not in r)
     if args.json:
         print(json.dumps(rows, indent=2))
-    else:
-        table = Table(box=box.SIMPLE_HEAD, pad_edge=False, title="Grid carbon intensity")
-        for col in ("region", "zone", "gCO2e/kWh", "signal", "source", "age", "note"):
-            table.add_column(col, no_wrap=True, justify="right" if col in {"gCO2e/kWh", "age"} else "left")
-        for r in rows:
-            if "error" in r:
-                table.add_row(r["region"], "", "", "", "", "", "[red]error, see below[/]")
-                continue
-            note = "stale" if r["is_stale"] else ("estimated" if r["is_estimated"] else "")
-            table.add_row(r["region"], r["grid_zone"] or "", f"{r['carbon_intensity_g_per_kwh']:g}",
-                          r["signal"], r["source"], _age(r["age_seconds"]), note)
-        out.print(table)
-        for r in rows:
-            if "error" in r:
-                out.print(f"[red]{r['region']}[/]: {r['error']}")
-        out.print(table)
-        _attribution(out, rows)
+        return 0 if answered else 1
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, title="Grid carbon intensity")
+    for col in ("region", "zone", "gCO2e/kWh", "signal", "source", "age", "note"):
+        table.add_column(col, no_wrap=True, justify="right" if col in {"gCO2e/kWh", "age"} else "left")
+    for r in rows:
+        if "error" in r:
+            table.add_row(r["region"], "", "", "", "", "", "[red]error, see below[/]")
+            continue
+        note = "stale" if r["is_stale"] else ("estimated" if r["is_estimated"] else "")
+        table.add_row(r["region"], r["grid_zone"] or "", f"{r['carbon_intensity_g_per_kwh']:g}",
+                      r["signal"], r["source"], _age(r["age_seconds"]), note)
+    out.print(table)
+    for r in rows:
+        if "error" in r:
+            out.print(f"[red]{r['region']}[/]: {r['error']}")
+        for reason in r.get("fallback_reasons", ()):
+            out.print(f"[dim]{r['region']}: fallback: {reason}[/]")
+    _attribution(out, rows)
     return 0 if answered else 1
+
+
+def _grid_rows(cfg: GreenrouteConfig, service: Any, regions: Sequence[str], source_name: str | None) -> list[Any]:
+    """One row per region: the value (and any fallback) or the error, never an exception."""
+    signals = service.signals
+    source = None
+    if source_name:
+        sources = {s.name: s for s in [*signals.sources, signals.embedded]}
+        if source_name not in sources:
+            raise ConfigError(f"unknown or unconfigured source {source_name!r} "
+                              f"(configured: {', '.join(sorted(sources))})", key="--source")
+        source = sources[source_name]
+    rows: list[dict[str, Any]] = []
+    for region in regions:
+        backend = next((b for b in cfg.backends if b.region == region), None)
+        if backend is None:
+            backend = Backend(id=region, provider=Provider.MEMORY, region=region, root="memory://", pue=1.0)
+        try:
+            if source is None:
+                resolution = signals.resolve([backend])
+                value = resolution.values.get(backend.id)
+                if value is None:
+                    rows.append({"region": region, "error": resolution.missing.get(backend.id, "no grid data")})
+                    continue
+                reasons = list(resolution.fallback_reasons)
+            else:
+                zone = backend.watttime_region if source.signal is SignalKind.MARGINAL else backend.grid_zone
+                value = signals.get(source, region, zone)
+                reasons = []
+            rows.append({"region": region, **value.to_dict(), "age_seconds": value.age_seconds(),
+                         "fallback_reasons": reasons})
+        except GreenrouteError as exc:
+            rows.append({"region": region, "error": f"{type(exc).__name__}: {exc}"})
+    return rows
 
 
 def _scores(cfg: GreenrouteConfig, args: argparse.Namespace, out: Console) -> int:
@@ -206,6 +251,73 @@ def _print_decision(d: CarbonPlacementDecision, out: Console) -> None:
     for reason in d.fallback_reasons:
         out.print(f"fallback: {reason}")
     _attribution(out, [v.to_dict() for v in d.grid_data.values()])
+
+
+def _report(cfg: GreenrouteConfig, args: argparse.Namespace, out: Console) -> int:
+    from .router import catalog_from_url
+
+    catalog = catalog_from_url(cfg.catalog_url)
+    try:
+        entries = catalog.list(args.prefix)
+    finally:
+        catalog.close()
+    groups: dict[str, dict[str, float]] = {}
+    for e in entries:
+        key = e.backend_id if args.by == "backend" else e.path.split("/", 1)[0]
+        g = groups.setdefault(key, {"objects": 0, "bytes": 0, "write_gco2e": 0.0, "gco2e_month": 0.0})
+        g["objects"] += 1
+        g["bytes"] += e.size
+        g["write_gco2e"] += e.write_gco2e
+        g["gco2e_month"] += e.gco2e_month
+    totals = {k: sum(g[k] for g in groups.values()) for k in ("objects", "bytes", "write_gco2e", "gco2e_month")}
+    if args.json:
+        print(json.dumps({"by": args.by, "prefix": args.prefix, "groups": groups, "totals": totals}, indent=2))
+        return 0
+    table = Table(box=box.SIMPLE_HEAD, title=f"Carbon by {args.by}" + (f" under {args.prefix}" if args.prefix else ""))
+    for col in (args.by, "objects", "MB", "gCO2e written", "gCO2e/month"):
+        table.add_column(col, justify="left" if col == args.by else "right")
+    for key, g in sorted(groups.items(), key=lambda kv: -kv[1]["gco2e_month"]):
+        table.add_row(key, f"{g['objects']:.0f}", f"{g['bytes'] / 1e6:.2f}", f"{g['write_gco2e']:.4g}",
+                      f"{g['gco2e_month']:.4g}")
+    table.add_row("total", f"{totals['objects']:.0f}", f"{totals['bytes'] / 1e6:.2f}",
+                  f"{totals['write_gco2e']:.4g}", f"{totals['gco2e_month']:.4g}", style="bold")
+    out.print(table)
+    return 0
+
+
+def _fsck(cfg: GreenrouteConfig, args: argparse.Namespace, out: Console) -> int:
+    from .router import GreenRouter
+
+    with GreenRouter.from_config(cfg) as router:
+        report = router.fsck(older_than_seconds=args.older_than)
+    if args.json:
+        print(json.dumps({"committed": report.committed, "dropped": report.dropped,
+                          "skipped_recent": report.skipped_recent}, indent=2))
+        return 0
+    out.print(f"committed {len(report.committed)} pending writes whose object exists; dropped "
+              f"{len(report.dropped)} whose object does not; left {len(report.skipped_recent)} recent ones alone")
+    for path in report.committed:
+        out.print(f"  committed {path}")
+    for path in report.dropped:
+        out.print(f"  dropped   {path}")
+    return 0
+
+
+def _reindex(cfg: GreenrouteConfig, args: argparse.Namespace, out: Console) -> int:
+    from .router import GreenRouter
+
+    with GreenRouter.from_config(cfg) as router:
+        report = router.reindex()
+    if args.json:
+        print(json.dumps({"entries": report.entries, "duplicates": report.duplicates, "foreign": report.foreign},
+                         indent=2))
+        return 0
+    out.print(f"rebuilt {report.entries} catalog entries from the backends' own metadata")
+    if report.duplicates:
+        out.print(f"  {len(report.duplicates)} paths were on two backends; kept the newest copy of each")
+    if report.foreign:
+        out.print(f"  {len(report.foreign)} objects without greenroute metadata were left alone")
+    return 0
 
 
 def _config_check(cfg: GreenrouteConfig, args: argparse.Namespace, out: Console) -> int:

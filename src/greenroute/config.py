@@ -76,9 +76,12 @@ class SourceSettings:
     name: str
     options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
-    def env(self, key: str) -> str | None:
-        """The value of the environment variable that option ``key`` names, if set and non-empty."""
-        var = self.options.get(key)
+    def env(self, key: str, default_var: str | None = None) -> str | None:
+        """The value of the environment variable that option ``key`` names (or ``default_var``).
+
+        Returns ``None`` when the variable is unset or empty.
+        """
+        var = self.options.get(key, default_var)
         return (os.environ.get(var) or None) if isinstance(var, str) else None
 
 

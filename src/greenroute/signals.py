@@ -124,7 +124,10 @@ class GridSignals:
         signal: The preferred signal kind.
         cache_ttl_seconds: How long a fetched value is fresh.
         max_staleness_seconds: How long a value may be served after its source starts failing.
-        time_budget_seconds: How long one decision may wait on upstream calls.
+        time_budget_seconds: How long one decision may wait on upstream calls. When a later live
+            source could still answer, an earlier one gets at most half of what is left.
+        failure_backoff_seconds: After a call for a key fails or times out, how long decisions
+            skip calling it again (serving stale or falling through at once).
         max_workers: Upstream calls in flight at once.
         clock: Monotonic clock, injectable for tests.
 
@@ -141,6 +144,7 @@ class GridSignals:
                  cache_ttl_seconds: float = 300.0,
                  max_staleness_seconds: float = 24 * 3600.0,
                  time_budget_seconds: float = 0.25,
+                 failure_backoff_seconds: float = 30.0,
                  max_workers: int = 8,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.signal = signal
@@ -150,6 +154,7 @@ class GridSignals:
         self.embedded = embedded or EmbeddedGridSource()
         self.time_budget_seconds = time_budget_seconds
         self.max_staleness_seconds = max_staleness_seconds
+        self.failure_backoff_seconds = failure_backoff_seconds
         self._clock = clock
         self._max_workers = max_workers
         self._lock = threading.Lock()
@@ -158,6 +163,7 @@ class GridSignals:
         )
         self._last_good: dict[_CacheKey, tuple[GridCarbonData, float]] = {}
         self._inflight: dict[_CacheKey, Future[GridCarbonData]] = {}
+        self._backoff: dict[_CacheKey, tuple[float, str]] = {}
         self._executor: ThreadPoolExecutor | None = None
 
     # -- public -----------------------------------------------------------------------------
@@ -178,11 +184,16 @@ class GridSignals:
         """Grid values for every backend, all of one signal kind. Never raises for grid data."""
         deadline = self._clock() + self.time_budget_seconds
         reasons: list[str] = []
-        for source in self.ordered_sources()[:-1]:
-            if not _available(source):
+        chain = self.ordered_sources()[:-1]
+        live = [s for s in chain if s.name not in _INLINE_SOURCES and _available(s)]
+        for source in chain:
+            if source not in live and source.name not in _INLINE_SOURCES:
                 reasons.append(f"{source.name}: {getattr(source, 'unavailable_reason', 'not configured')}")
                 continue
-            values, why = self._try_source(source, backends, deadline, reasons)
+            share = deadline
+            if source in live and source is not live[-1]:
+                share = self._clock() + max(0.0, deadline - self._clock()) / 2
+            values, why = self._try_source(source, backends, share, reasons)
             if values is not None:
                 if source.signal != self.signal:
                     reasons.append(f"signal: no {self.signal.value} source could serve every "
@@ -243,19 +254,24 @@ class GridSignals:
         return results
 
     def close(self) -> None:
-        """Stop the background workers (running calls finish first)."""
+        """Stop the background workers (running calls finish on their own) and close the sources."""
         with self._lock:
             executor, self._executor = self._executor, None
         if executor is not None:
             executor.shutdown(wait=False, cancel_futures=True)
+        for source in self.sources:
+            close = getattr(source, "close", None)
+            if callable(close):
+                close()
 
     # -- internals --------------------------------------------------------------------------
 
     def _try_source(self, source: GridSource, backends: Sequence[Backend], deadline: float,
                     reasons: list[str]) -> tuple[dict[str, GridCarbonData] | None, str]:
         """All backends' values from ``source``, or ``None`` and why it could not serve them."""
+        allowed_ms = max(0.0, deadline - self._clock()) * 1000
         values: dict[str, GridCarbonData] = {}
-        pending: list[tuple[Backend, _CacheKey, Future[GridCarbonData]]] = []
+        pending: list[tuple[Backend, _CacheKey, Future[GridCarbonData] | None]] = []
         inline = source.name in _INLINE_SOURCES
         for b in backends:
             zone = _zone_for(source, b)
@@ -268,19 +284,27 @@ class GridSignals:
             key = (source.name, b.region, zone, source.signal)
             with self._lock:
                 hit = self._fresh.get(key)
+                backoff = self._backoff.get(key)
             if hit is not None:
                 values[b.id] = hit
+            elif backoff is not None and backoff[0] > self._clock():
+                pending.append((b, key, None))  # failed recently: do not call, do not wait
             else:
                 pending.append((b, key, self._fetch(source, key)))
         stale_notes: list[str] = []
         for b, key, future in pending:
-            try:
-                values[b.id] = future.result(timeout=max(0.0, deadline - self._clock()))
-                continue
-            except FutureTimeout:
-                why = f"no answer within {self.time_budget_seconds * 1000:.0f} ms"
-            except Exception as exc:  # noqa: BLE001 - any failure falls through
-                why = _describe(exc)
+            if future is None:
+                why = self._backoff.get(key, (0.0, "failed recently"))[1]
+            else:
+                try:
+                    values[b.id] = future.result(timeout=max(0.0, deadline - self._clock()))
+                    continue
+                except FutureTimeout:
+                    why = f"no answer within {allowed_ms:.0f} ms"
+                    with self._lock:  # later decisions should not wait on it too
+                        self._backoff[key] = (self._clock() + self.failure_backoff_seconds, why)
+                except Exception as exc:  # noqa: BLE001 - any failure falls through
+                    why = _describe(exc)
             stale = self._stale(key)
             if stale is None:
                 return None, f"{source.name}: {why} for {b.region}"
@@ -326,9 +350,13 @@ class GridSignals:
             with self._lock:
                 self._fresh[key] = value
                 self._last_good[key] = (value, self._clock())
+                self._backoff.pop(key, None)
             return value
         except Exception as exc:
-            log.warning("grid source %s failed for %s: %s", source.name, region, _describe(exc))
+            why = _describe(exc)
+            log.warning("grid source %s failed for %s: %s", source.name, region, why)
+            with self._lock:
+                self._backoff[key] = (self._clock() + self.failure_backoff_seconds, why)
             raise
         finally:
             with self._lock:
