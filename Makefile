@@ -5,11 +5,16 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 CONSTRAINTS := requirements/constraints.txt
 STAMP := $(VENV)/.installed
+# Azurite (Azure Blob emulator) comes from npm; moto and the GCS emulator come with the dev extra.
+TOOLS := .tools
+AZURITE := $(TOOLS)/node_modules/.bin/azurite-blob
+AZURITE_VERSION := 3.35.0
 
-.PHONY: help venv lint test test-fast demo bench lock clean
+.PHONY: help venv servers lint test test-fast demo bench lock clean
 
 help:
-	@echo "make test    lint, then the whole test suite"
+	@echo "make demo    write a generated dataset through the router (embedded data, no keys)"
+	@echo "make test    lint, then the whole test suite (installs and starts its local servers)"
 	@echo "make lint    ruff and mypy --strict over src/ and adapters/"
 	@echo "make bench   benchmarks (decision latency)"
 	@echo "make lock    re-resolve and pin dependencies into $(CONSTRAINTS)"
@@ -22,15 +27,23 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 
 venv: $(STAMP)
 
+$(AZURITE):
+	npm install --silent --no-audit --no-fund --prefix $(TOOLS) azurite@$(AZURITE_VERSION)
+
+servers: $(STAMP) $(AZURITE)
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src adapters tests benchmarks tools
 	$(VENV)/bin/mypy
 
-test: lint
+test: lint servers
 	$(VENV)/bin/pytest
 
-test-fast: $(STAMP)
+test-fast: servers
 	$(VENV)/bin/pytest -m "not slow"
+
+demo: $(STAMP)
+	$(VENV)/bin/greenroute demo
 
 bench: $(STAMP)
 	$(PY) benchmarks/decision_latency.py
@@ -39,10 +52,10 @@ lock:
 	rm -rf .venv-lock
 	$(PYTHON) -m venv .venv-lock
 	.venv-lock/bin/pip install --quiet --upgrade "pip>=24"
-	.venv-lock/bin/pip install --quiet '.[all,dev]' 'boto3==1.43.117' 's3fs==2026.9.0'
+	.venv-lock/bin/pip install --quiet '.[dev]' 'boto3==1.43.117' 's3fs==2026.9.0'
 	( sed -n '1,3p' $(CONSTRAINTS); .venv-lock/bin/pip freeze | grep -v -i '^greenroute' ) > $(CONSTRAINTS).new
 	mv $(CONSTRAINTS).new $(CONSTRAINTS)
 	rm -rf .venv-lock
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(TOOLS) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache .greenroute-demo

@@ -13,7 +13,7 @@ from typing import IO, BinaryIO, Protocol, runtime_checkable
 
 from .model import Backend, CatalogEntry, GridCarbonData, SignalKind
 
-__all__ = ["METADATA_KEYS", "Catalog", "GridSource", "ObjectInfo", "StorageTarget"]
+__all__ = ["METADATA_KEYS", "Catalog", "GridSource", "ObjectInfo", "StorageTarget", "WriteStream"]
 
 
 @runtime_checkable
@@ -88,6 +88,25 @@ class ObjectInfo:
     modified: datetime | None = None
 
 
+class WriteStream(Protocol):
+    """A target's streamed write: bytes in, then :meth:`close` makes the object visible with its metadata."""
+
+    #: Set by a successful :meth:`close`.
+    info: ObjectInfo | None
+
+    def write(self, data: bytes) -> int:
+        """Append bytes."""
+        ...
+
+    def close(self) -> None:
+        """Finish the upload and bind the metadata computed from the final size."""
+        ...
+
+    def discard(self) -> None:
+        """Abandon the upload: nothing becomes visible."""
+        ...
+
+
 class StorageTarget(Protocol):
     """One backend's concrete storage: an S3 bucket prefix, a GCS bucket, an Azure container, a folder.
 
@@ -114,12 +133,8 @@ class StorageTarget(Protocol):
         ...
 
     def open_write(self, path: str, metadata_at_close: Callable[[int], Mapping[str, str]],
-                   *, block_size: int | None = None) -> BinaryIO:
-        """A writable binary stream; ``metadata_at_close(size)`` gives the metadata once the size is known.
-
-        The returned object's ``close()`` makes the object visible with that metadata. Its
-        ``info`` attribute (an :class:`ObjectInfo`) is set after a successful close.
-        """
+                   *, block_size: int | None = None) -> WriteStream:
+        """A streamed write; ``metadata_at_close(size)`` gives the metadata once the size is known."""
         ...
 
     def open_read(self, path: str, *, block_size: int | None = None) -> BinaryIO:

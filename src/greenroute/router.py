@@ -41,7 +41,7 @@ from .errors import (
 )
 from .model import Backend, CarbonPlacementDecision, CatalogEntry, EntryState, GridDataSource, SignalKind, utcnow
 from .placement import GreenPlacementService
-from .ports import Catalog, ObjectInfo, StorageTarget
+from .ports import Catalog, ObjectInfo, StorageTarget, WriteStream
 
 __all__ = [
     "FsckReport",
@@ -450,27 +450,27 @@ class GreenRouter:
         return self.placement.select_greenest_backend(fitting, size, retention_days=retention_days), fitting
 
     def _fitting(self, path: str, backend_ids: builtins.list[str]) -> builtins.list[str]:
-        """The candidates whose target can hold a path this long."""
-        length = len(path.encode())
+        """The candidates whose target can hold this path."""
         fitting = []
-        limits = []
+        why: builtins.list[str] = []
         for backend_id in backend_ids:
             try:
-                limit = self.target(backend_id).max_path_bytes
+                problem = _path_problem(path, self.target(backend_id))
             except KeyError:
                 fitting.append(backend_id)  # unknown ids are reported by the placement service
                 continue
-            limits.append(limit)
-            if length <= limit:
+            if problem is None:
                 fitting.append(backend_id)
-        if not fitting and limits:
-            raise InvalidPathError(path, f"{length} bytes is too long for every candidate target "
-                                         f"(longest allowed: {max(limits)} bytes)")
+            else:
+                why.append(problem)
+        if not fitting and why:
+            raise InvalidPathError(path, f"too long for every candidate target ({'; '.join(sorted(set(why)))})")
         return fitting
 
     def _check_length(self, path: str, target: StorageTarget) -> None:
-        if len(path.encode()) > target.max_path_bytes:
-            raise InvalidPathError(path, f"too long for {target.backend.id} (max {target.max_path_bytes} bytes)")
+        problem = _path_problem(path, target)
+        if problem is not None:
+            raise InvalidPathError(path, f"too long for {target.backend.id} ({problem})")
 
     def _two_phase(self, path: str, size: int, user: Mapping[str, str], retention_days: float | None,
                    candidates: Sequence[str] | None,
@@ -573,7 +573,7 @@ class GreenRouter:
         return metadata
 
     def _commit_stream(self, writer: _RoutedWriter) -> WriteResult:
-        info: ObjectInfo | None = getattr(writer.stream, "info", None)
+        info = writer.stream.info
         if info is None:
             info = self.target(writer.decision.backend_id).stat(writer.path)
         return self._commit(writer.path, writer.decision, info, writer.retention_days)
@@ -582,7 +582,7 @@ class GreenRouter:
 class _RoutedWriter(io.RawIOBase):
     """A writable stream whose close commits the catalog entry (and whose failure aborts it)."""
 
-    def __init__(self, router: GreenRouter, stream: BinaryIO, path: str, decision: CarbonPlacementDecision,
+    def __init__(self, router: GreenRouter, stream: WriteStream, path: str, decision: CarbonPlacementDecision,
                  retention_days: float | None) -> None:
         super().__init__()
         self.router = router
@@ -597,7 +597,7 @@ class _RoutedWriter(io.RawIOBase):
 
     def write(self, data: Any) -> int:
         self.stream.write(data)
-        return len(data)
+        return memoryview(data).nbytes
 
     def close(self) -> None:
         if self.closed:
@@ -614,16 +614,11 @@ class _RoutedWriter(io.RawIOBase):
             super().close()
 
     def discard(self) -> None:
-        """Abandon the write: nothing is committed and the partial object is removed."""
+        """Abandon the write: nothing is committed and nothing becomes visible."""
         if self.closed:
             return
-        discard = getattr(self.stream, "discard", None)
         try:
-            if callable(discard):
-                discard()
-            else:
-                self.stream.close()
-                self.router.target(self.decision.backend_id).delete(self.path)
+            self.stream.discard()
         except OSError as exc:
             log.warning("could not discard partial write of %s: %s", self.path, _short(exc))
         finally:
@@ -669,6 +664,16 @@ def catalog_from_url(url: str) -> Catalog:
             factory: Callable[[str], Catalog] = ep.load()
             return factory(url)
     raise ConfigError(f"no catalog installed for {scheme!r} URLs", key="catalog.url")
+
+
+def _path_problem(path: str, target: StorageTarget) -> str | None:
+    """Why ``target`` cannot hold ``path``, or ``None``."""
+    if len(path.encode()) > target.max_path_bytes:
+        return f"max {target.max_path_bytes} bytes"
+    segment_limit: int | None = getattr(target, "max_segment_bytes", None)
+    if segment_limit is not None and any(len(seg.encode()) > segment_limit for seg in path.split("/")):
+        return f"max {segment_limit} bytes per path segment"
+    return None
 
 
 def _user_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:

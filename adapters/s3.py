@@ -1,0 +1,139 @@
+"""An S3 storage target (``s3://bucket/prefix``), through s3fs.
+
+``storage_options`` go to :class:`s3fs.S3FileSystem` (``endpoint_url``, ``key``, ``secret``,
+``client_kwargs``, ``config_kwargs``, ...), plus ``retries``: how many attempts s3fs makes per call
+(default 5); when it is set, botocore's own retries default to a single attempt too.
+
+Metadata goes in the same request as the data (``PutObject`` or ``CreateMultipartUpload``). A
+streamed write binds its metadata at close: into the single ``PutObject`` while the upload has
+not gone multipart, otherwise by replacing the metadata with a server-side copy onto itself
+(``CopyObject`` with ``MetadataDirective=REPLACE``) right after completion. Non-ASCII values are
+stored as RFC 2047 encoded words, as S3 itself returns them, and decoded on reading.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+import botocore.exceptions  # type: ignore[import-untyped]
+import s3fs  # type: ignore[import-untyped]
+from fsspec.asyn import sync  # type: ignore[import-untyped]
+
+from greenroute.model import Backend, Provider
+
+from ._fsspec_target import Fault, FsspecTarget, Stamp, split_root
+
+__all__ = ["S3Target", "from_backend"]
+
+_MIN_PART = 5 * 2**20
+_UNAVAILABLE_CODES = frozenset({"InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout",
+                                "RequestTimeTooSkewed"})
+_MISSING_CODES = frozenset({"NoSuchKey", "NoSuchBucket", "NotFound", "404"})
+_DENIED_CODES = frozenset({"AccessDenied", "Forbidden", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch",
+                           "AllAccessDisabled", "AccountProblem"})
+
+
+class _S3FileSystem(s3fs.S3FileSystem):  # type: ignore[misc]
+    """s3fs with a per-instance number of attempts (``retries``)."""
+
+    def __init__(self, *args: Any, retries: int | None = None, **kwargs: Any) -> None:
+        if retries is not None:
+            config = dict(kwargs.get("config_kwargs") or {})
+            config.setdefault("retries", {"max_attempts": 1, "mode": "standard"})
+            kwargs["config_kwargs"] = config
+        super().__init__(*args, **kwargs)
+        if retries is not None:
+            self.retries = max(1, int(retries))
+
+
+class S3Target(FsspecTarget):
+    """Objects in one S3 bucket, under an optional key prefix."""
+
+    provider = Provider.S3
+    ascii_metadata = True
+    max_metadata_bytes = 2048
+
+    def __init__(self, backend: Backend) -> None:
+        bucket, prefix = split_root(backend, ("s3", "s3a"))
+        options = dict(backend.storage_options)
+        options.setdefault("use_listings_cache", False)
+        fs = _S3FileSystem(**options)
+        super().__init__(backend, fs, f"{bucket}/{prefix}" if prefix else bucket)
+
+    def _put(self, full: str, data: bytes, metadata: dict[str, str]) -> Stamp:
+        bucket, key, _ = self.fs.split_path(full)
+        out = self.fs.call_s3("put_object", Bucket=bucket, Key=key, Body=data, Metadata=metadata)
+        self.fs.invalidate_cache(full)
+        return self._etag(out), None
+
+    def _open_inner(self, full: str, block_size: int | None, metadata: dict[str, str] | None) -> Any:
+        extra = {"Metadata": dict(metadata)} if metadata is not None else {}
+        return self.fs.open(full, "wb", block_size=max(block_size or self.fs.default_block_size, _MIN_PART), **extra)
+
+    def _commit_started(self, inner: Any, full: str, metadata: dict[str, str],
+                        upfront: dict[str, str] | None) -> Stamp:
+        inner.close()  # completes the multipart upload, which carried ``upfront``
+        if metadata != (upfront or {}):
+            self._after_commit(full, lambda: self.fs.cp_file(full, full, Metadata=metadata,
+                                                             MetadataDirective="REPLACE"))
+        return None, None
+
+    def _stat(self, full: str) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
+        bucket, key, _ = self.fs.split_path(full)
+        head = self.fs.call_s3("head_object", Bucket=bucket, Key=key)
+        info = {"size": head.get("ContentLength", 0), "ETag": head.get("ETag"),
+                "LastModified": head.get("LastModified"), "type": "file"}
+        return info, head.get("Metadata") or {}
+
+    def _raw_metadata(self, full: str, info: Mapping[str, Any]) -> Mapping[str, Any]:
+        return self._stat(full)[1]
+
+    def _list_metadata(self, entries: list[tuple[str, Mapping[str, Any]]]) -> list[Mapping[str, Any] | None]:
+        async def head(name: str) -> Any:
+            bucket, key, _ = self.fs.split_path(name)
+            return await self.fs._call_s3("head_object", Bucket=bucket, Key=key)
+
+        async def heads() -> list[Any]:
+            return await asyncio.gather(*(head(name) for name, _ in entries), return_exceptions=True)
+
+        out: list[Mapping[str, Any] | None] = []
+        for result in sync(self.fs.loop, heads):
+            if isinstance(result, FileNotFoundError):
+                out.append(None)
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                out.append(result.get("Metadata") or {})
+        return out
+
+    def _delete(self, full: str) -> None:
+        self._stat(full)  # S3 deletes a missing key without complaint
+        self.fs.rm_file(full)
+
+    def _copy(self, source: str, target: str, metadata: dict[str, str]) -> None:
+        self.fs.cp_file(source, target, Metadata=metadata, MetadataDirective="REPLACE")
+
+    def _classify(self, exc: BaseException) -> Fault | None:
+        if isinstance(exc, botocore.exceptions.ClientError):
+            error = exc.response.get("Error", {})
+            code = str(error.get("Code", ""))
+            status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+            if status >= 500 or code in _UNAVAILABLE_CODES:
+                return "unavailable"
+            if status == 404 or code in _MISSING_CODES:
+                return "missing"
+            if status == 403 or code in _DENIED_CODES:
+                return "denied"
+            return None
+        if isinstance(exc, botocore.exceptions.ConnectionError | botocore.exceptions.HTTPClientError):
+            return "unavailable"
+        if isinstance(exc, botocore.exceptions.NoCredentialsError | botocore.exceptions.PartialCredentialsError):
+            return "denied"
+        return super()._classify(exc)
+
+
+def from_backend(backend: Backend) -> S3Target:
+    """The ``greenroute.targets`` entry point for ``provider = "s3"``."""
+    return S3Target(backend)

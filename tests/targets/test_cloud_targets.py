@@ -1,0 +1,89 @@
+"""What the S3, GCS and Azure targets store on the wire, and how they behave when a server dies."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import boto3
+import pytest
+from azure.storage.blob import BlobServiceClient
+from tests.servers.local import MOTO_KEY, MOTO_SECRET, LocalServer, azure_connection_string
+from tests.targets.conftest import build_target, cloud_target
+
+from greenroute.errors import ConfigError, TargetUnavailableError
+
+MD = {"greenroute_gco2e": "1.5", "greenroute_path": "ns/é.bin", "team": "data"}
+ENCODED_PATH = "=?utf-8?b?bnMvw6kuYmlu?="
+
+
+def test_s3_stores_underscore_keys_and_encoded_values(moto_server: LocalServer) -> None:
+    target = cloud_target("s3", moto_server.endpoint)
+    target.write("ns/a.bin", b"x", MD)
+    bucket = target.backend.root.split("/")[2]
+    client = boto3.client("s3", endpoint_url=moto_server.endpoint, aws_access_key_id=MOTO_KEY,
+                          aws_secret_access_key=MOTO_SECRET, region_name="us-east-1")
+    try:
+        raw = client.head_object(Bucket=bucket, Key="pre/fix/ns/a.bin")["Metadata"]
+    finally:
+        client.close()
+    assert raw == {"greenroute_gco2e": "1.5", "greenroute_path": ENCODED_PATH, "team": "data"}
+
+
+def test_s3_reads_dashed_keys_as_underscores(moto_server: LocalServer) -> None:
+    target = cloud_target("s3", moto_server.endpoint)
+    bucket = target.backend.root.split("/")[2]
+    client = boto3.client("s3", endpoint_url=moto_server.endpoint, aws_access_key_id=MOTO_KEY,
+                          aws_secret_access_key=MOTO_SECRET, region_name="us-east-1")
+    try:
+        client.put_object(Bucket=bucket, Key="pre/fix/ns/b.bin", Body=b"x", Metadata={"Greenroute-Gco2e": "2"})
+    finally:
+        client.close()
+    assert dict(target.stat("ns/b.bin").metadata) == {"greenroute_gco2e": "2"}
+
+
+def test_azure_keeps_adlfs_key_out_of_metadata(azurite_server: LocalServer) -> None:
+    target = cloud_target("azure", azurite_server.endpoint)
+    target.write("ns/a.bin", b"x", MD)
+    stream = target.open_write("ns/b.bin", lambda n: MD)
+    stream.write(b"y" * 10)
+    stream.close()
+    container = target.backend.root.split("/")[2]
+    with BlobServiceClient.from_connection_string(azure_connection_string(azurite_server.endpoint)) as client:
+        for name in ("a.bin", "b.bin"):
+            raw = client.get_blob_client(container, f"pre/fix/ns/{name}").get_blob_properties().metadata
+            assert raw == {"greenroute_gco2e": "1.5", "greenroute_path": ENCODED_PATH, "team": "data",
+                           "is_directory": "false"}
+    assert dict(target.stat("ns/b.bin").metadata) == MD
+
+
+def test_gcs_stores_unicode_values_as_is(gcs_server: LocalServer) -> None:
+    target = cloud_target("gcs", gcs_server.endpoint)
+    target.write("ns/a.bin", b"x", MD)
+    fs = target.fs
+    assert fs.info(f"{target.backend.root[5:]}/ns/a.bin")["metadata"] == MD
+
+
+def test_a_killed_moto_server_is_target_unavailable(moto_server_factory: Callable[[], LocalServer]) -> None:
+    server = moto_server_factory()
+    target = cloud_target("s3", server.endpoint, retries=1)
+    target.write("ns/a.bin", b"x", MD)
+    stream = target.open_write("ns/b.bin", lambda n: MD, block_size=5 * 2**20)
+    stream.write(b"z" * (6 * 2**20))  # the multipart upload has started
+    server.kill()
+    assert not server.running()
+    started = time.monotonic()
+    with pytest.raises(TargetUnavailableError):
+        target.read("ns/a.bin")
+    with pytest.raises(TargetUnavailableError):
+        stream.close()
+    with pytest.raises(TargetUnavailableError):
+        target.write("ns/c.bin", b"x", MD)
+    assert time.monotonic() - started < 15
+
+
+@pytest.mark.parametrize("root", ["s3://", "gs:///prefix", "az://", "https://bucket/x"])
+def test_cloud_root_needs_scheme_and_bucket(root: str) -> None:
+    kind = {"s3": "s3", "gs": "gcs", "az": "azure", "https": "s3"}[root.split(":", maxsplit=1)[0]]
+    with pytest.raises(ConfigError):
+        build_target(kind, root)
