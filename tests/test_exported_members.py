@@ -24,7 +24,7 @@ def test_pinned_surface() -> None:
         "GridDataError", "GridDataSource", "GridDataUnavailableError", "GridResolution", "GridSignals",
         "GridSource", "GridUnitsError", "ManualGridSource", "NoEligibleBackendError", "Objective",
         "PlacementError", "PlacementPolicy", "Provider", "ScoreWeights", "SignalKind", "UnknownRegionError",
-        "__version__", "green_score", "load_config", "AllBackendsFailedError", "InvalidPathError",
+        "__version__", "boto3_client", "green_score", "load_config", "AllBackendsFailedError", "InvalidPathError",
         "MetadataNotSupportedError", "StorageError", "TargetUnavailableError", "ObjectInfo", "StorageTarget",
         "Catalog", "GreenRouter", "WriteResult", "CatalogEntry",
     }

@@ -51,6 +51,22 @@ from .signals import GridResolution, GridSignals, ManualGridSource
 
 __version__ = "0.1.0"
 
+
+def boto3_client(config: str | None = None, **kwargs: object) -> object:
+    """A drop-in for ``boto3.client("s3")`` whose writes are carbon-aware.
+
+    ``Bucket`` becomes a logical namespace: objects are placed on the greenest eligible backend
+    and found again through the catalog. Needs the ``s3`` extra (boto3).
+
+    Args:
+        config: The greenroute config file (default: ``$GREENROUTE_CONFIG``, then ``./greenroute.toml``).
+        **kwargs: Passed to :class:`greenroute.adapters.boto3_client.GreenS3Client`.
+    """
+    import importlib
+
+    module = importlib.import_module("greenroute.adapters.boto3_client")
+    return module.GreenS3Client.from_config(config, **kwargs)
+
 __all__ = [
     "AllBackendsFailedError",
     "Alternative",
@@ -96,6 +112,7 @@ __all__ = [
     "UnknownRegionError",
     "WriteResult",
     "__version__",
+    "boto3_client",
     "green_score",
     "load_config",
 ]
