@@ -4,7 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 CONSTRAINTS := requirements/constraints.txt
-STAMP := $(VENV)/.installed
+STAMP := $(VENV)/.installed-dev
+CORE_STAMP := $(VENV)/.installed-core
 # Azurite (Azure Blob emulator) comes from npm; moto and the GCS emulator come with the dev extra.
 TOOLS := .tools
 AZURITE := $(TOOLS)/node_modules/.bin/azurite-blob
@@ -19,9 +20,14 @@ help:
 	@echo "make bench   benchmarks (decision latency)"
 	@echo "make lock    re-resolve and pin dependencies into $(CONSTRAINTS)"
 
-$(STAMP): pyproject.toml $(CONSTRAINTS)
+# The demo needs only the core; tests need the dev extra (cloud SDKs, local servers, linters).
+$(CORE_STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --disable-pip-version-check --upgrade "pip>=24"
+	$(PIP) install --quiet --disable-pip-version-check -c $(CONSTRAINTS) -e .
+	@touch $@
+
+$(STAMP): $(CORE_STAMP)
 	$(PIP) install --quiet --disable-pip-version-check -c $(CONSTRAINTS) -e '.[dev]'
 	@touch $@
 
@@ -42,7 +48,7 @@ test: lint servers
 test-fast: servers
 	$(VENV)/bin/pytest -m "not slow"
 
-demo: $(STAMP)
+demo: $(CORE_STAMP)
 	$(VENV)/bin/greenroute demo
 
 bench: $(STAMP)
