@@ -60,3 +60,8 @@ def test_wheel_installs_in_a_fresh_venv_and_runs_offline(tmp_path: Path) -> None
     decision = json.loads(place.stdout)
     assert decision["backend_id"] == "aws-eu-north-1"
     assert {g["source"] for g in decision["grid_data"].values()} == {"embedded"}
+    # The main job runs on the core install alone (no extras): local targets, SQLite catalog.
+    demo = subprocess.run([str(cli), "demo", "--files", "200", "--dir", str(work / "demo")], cwd=work, env=env,
+                          capture_output=True, text=True, check=True)
+    assert "read back 25 sampled files through the catalog: bytes verified" in demo.stdout
+    assert (work / "demo" / "catalog.db").is_file()

@@ -648,8 +648,9 @@ def target_from_entry_point(backend: Backend) -> StorageTarget:
             try:
                 factory: Callable[[Backend], StorageTarget] = ep.load()
             except ImportError as exc:
-                raise ConfigError(f"the {backend.provider.value} target needs an extra: "
-                                  f"pip install 'greenroute[{backend.provider.value}]' ({exc})",
+                extra = {"s3": "s3", "gcs": "gcs", "azure": "azure"}.get(backend.provider.value)
+                hint = f"pip install 'greenroute[{extra}]'" if extra else "reinstall greenroute"
+                raise ConfigError(f"the {backend.provider.value} target cannot be imported ({exc}); {hint}",
                                   key=f"backends.{backend.id}") from exc
             return factory(backend)
     raise ConfigError(f"no storage target installed for provider {backend.provider.value!r}",
