@@ -78,7 +78,8 @@ class S3Target(FsspecTarget):
         if metadata != (upfront or {}):
             self._after_commit(full, lambda: self.fs.cp_file(full, full, Metadata=metadata,
                                                              MetadataDirective="REPLACE"))
-        return None, None
+        info, _ = self._stat(full)  # the multipart (or copied) object's own ETag, for the catalog
+        return self._etag(info), None
 
     def _stat(self, full: str) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
         bucket, key, _ = self.fs.split_path(full)

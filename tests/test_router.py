@@ -353,3 +353,23 @@ def test_reindex_rebuilds_a_wiped_catalog(tmp_path: Path) -> None:
 def test_memory_target_class_is_what_the_entry_point_builds() -> None:
     backend = Backend(id="m", provider=Provider.MEMORY, region="eu-north-1", root="memory://ep-check/m", pue=1.0)
     assert isinstance(target_from_entry_point(backend), MemoryTarget)
+
+
+def test_concurrent_writes_of_one_path_leave_catalog_and_object_agreeing(make_router: Factory) -> None:
+    router, _ = make_router()
+    barrier = threading.Barrier(16)
+
+    def writer(n: int) -> None:
+        barrier.wait()
+        router.write("ns/hot-key", f"writer-{n}".encode() * 1000)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    entry = router.lookup("ns/hot-key")
+    assert entry is not None
+    stat = router.stat("ns/hot-key")
+    assert stat.metadata["greenroute_decision"] == entry.decision_id  # the object is the committed write
+    assert router.catalog.pending() == []

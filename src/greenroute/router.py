@@ -188,6 +188,9 @@ class GreenRouter:
         self._target_factory = target_factory or target_from_entry_point
         self._targets: dict[str, StorageTarget] = {}
         self._lock = threading.Lock()
+        # Striped locks: writes of one path in this process are placed, stored and committed one at
+        # a time, so the catalog can never name one write while the object holds another's bytes.
+        self._path_locks = tuple(threading.Lock() for _ in range(64))
 
     @classmethod
     def from_config(cls, path: str | os.PathLike[str] | GreenrouteConfig | None = None) -> GreenRouter:
@@ -476,26 +479,27 @@ class GreenRouter:
                    candidates: Sequence[str] | None,
                    store: Callable[[StorageTarget, Mapping[str, str]], ObjectInfo],
                    can_retry: bool) -> WriteResult:
-        decision, backend_ids = self._decide(path, size, retention_days, candidates)
-        failovers: builtins.list[str] = []
-        while True:
-            decision = replace(decision, failovers=tuple(failovers))
-            target = self.target(decision.backend_id)
-            self._check_length(path, target)
-            self.catalog.begin(self._pending(path, decision, target))
-            try:
-                info = store(target, self._metadata(path, decision, size, retention_days, user))
-            except TargetUnavailableError as exc:
-                self.catalog.abort(decision.decision_id)
-                if not can_retry:
-                    self.placement.health.mark_failed(decision.backend_id, _short(exc))
+        with self._path_locks[hash(path) % len(self._path_locks)]:
+            decision, backend_ids = self._decide(path, size, retention_days, candidates)
+            failovers: builtins.list[str] = []
+            while True:
+                decision = replace(decision, failovers=tuple(failovers))
+                target = self.target(decision.backend_id)
+                self._check_length(path, target)
+                self.catalog.begin(self._pending(path, decision, target))
+                try:
+                    info = store(target, self._metadata(path, decision, size, retention_days, user))
+                except TargetUnavailableError as exc:
+                    self.catalog.abort(decision.decision_id)
+                    if not can_retry:
+                        self.placement.health.mark_failed(decision.backend_id, _short(exc))
+                        raise
+                    decision = self._fail_over(decision, exc, failovers, backend_ids, size, retention_days)
+                    continue
+                except BaseException:
+                    self.catalog.abort(decision.decision_id)
                     raise
-                decision = self._fail_over(decision, exc, failovers, backend_ids, size, retention_days)
-                continue
-            except BaseException:
-                self.catalog.abort(decision.decision_id)
-                raise
-            return self._commit(path, decision, info, retention_days)
+                return self._commit(path, decision, info, retention_days)
 
     def _fail_over(self, decision: CarbonPlacementDecision, exc: TargetUnavailableError, failovers: builtins.list[str],
                    backend_ids: builtins.list[str], size: int, retention_days: float | None) -> CarbonPlacementDecision:
