@@ -1083,7 +1083,7 @@ class GreenS3Client:
         prefixes: list[str] = []
         last: tuple[str, bool] | None = None
         truncated = False
-        for entry in self.router.list(f"{bucket}/{prefix}"):
+        for entry in self._entries(f"{bucket}/{prefix}", None if after is None else f"{bucket}/{after}"):
             key = entry.path[base:]
             if (after is not None and key <= after) or (skip is not None and key.startswith(skip)):
                 continue
@@ -1124,6 +1124,15 @@ class GreenS3Client:
             response["NextContinuationToken"] = self._encode_token(*last)
         response["ResponseMetadata"] = _response_metadata(200)
         return response
+
+    def _entries(self, prefix: str, start_after: str | None, page: int = 1000) -> Iterator[CatalogEntry]:
+        """Catalog entries under ``prefix`` after ``start_after``, fetched a page at a time."""
+        while True:
+            batch = self.router.list(prefix, start_after=start_after, limit=page)
+            yield from batch
+            if len(batch) < page:
+                return
+            start_after = batch[-1].path
 
     @staticmethod
     def _encode_token(key: str, is_prefix: bool) -> str:

@@ -174,14 +174,22 @@ class SqliteCatalog:
         rows = self._read(f"SELECT {_COLUMNS} FROM entries WHERE path = ? AND state = 'committed'", (path,))
         return _entry(rows[0]) if rows else None
 
-    def list(self, prefix: str = "") -> list[CatalogEntry]:
-        """Committed entries under ``prefix``, sorted by path."""
-        if not prefix:
-            rows = self._read(f"SELECT {_COLUMNS} FROM entries WHERE state = 'committed' ORDER BY path")
-        else:
-            rows = self._read(f"SELECT {_COLUMNS} FROM entries WHERE path >= ? AND path < ? "
-                              "AND state = 'committed' ORDER BY path", (prefix, _prefix_end(prefix)))
-        return [_entry(r) for r in rows]
+    def list(self, prefix: str = "", *, start_after: str | None = None,
+             limit: int | None = None) -> list[CatalogEntry]:
+        """Committed entries under ``prefix`` (after ``start_after``, at most ``limit``), sorted by path."""
+        where = ["state = 'committed'"]
+        params: list[object] = []
+        if prefix:
+            where.append("path >= ? AND path < ?")
+            params += [prefix, _prefix_end(prefix)]
+        if start_after is not None:
+            where.append("path > ?")
+            params.append(start_after)
+        sql = f"SELECT {_COLUMNS} FROM entries WHERE {' AND '.join(where)} ORDER BY path"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(max(0, int(limit)))
+        return [_entry(r) for r in self._read(sql, tuple(params))]
 
     def remove(self, path: str) -> CatalogEntry | None:
         """Drop the committed entry for ``path``."""

@@ -146,3 +146,20 @@ def test_from_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     absolute.close()
     with pytest.raises(ConfigError, match="expected a sqlite:/// URL"):
         from_url("postgresql://x")
+
+
+def test_paging_with_start_after_and_limit(catalog: SqliteCatalog) -> None:
+    for i in range(25):
+        catalog.begin(_entry(f"ns/{i:02d}", f"d{i}"))
+        catalog.commit(f"d{i}", size=1, etag=None, write_gco2e=0, gco2e_month=0)
+    pages: list[list[str]] = []
+    after = None
+    while True:
+        page = [e.path for e in catalog.list("ns/", start_after=after, limit=10)]
+        pages.append(page)
+        if len(page) < 10:
+            break
+        after = page[-1]
+    assert [len(p) for p in pages] == [10, 10, 5]
+    assert sum(pages, []) == [f"ns/{i:02d}" for i in range(25)]
+    assert [e.path for e in catalog.list(start_after="ns/23")] == ["ns/24"]

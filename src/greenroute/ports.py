@@ -198,8 +198,15 @@ class Catalog(Protocol):
         """The committed entry for ``path``."""
         ...
 
-    def list(self, prefix: str = "") -> list[CatalogEntry]:
-        """Committed entries whose path starts with ``prefix``, sorted by path."""
+    def list(self, prefix: str = "", *, start_after: str | None = None,
+             limit: int | None = None) -> list[CatalogEntry]:
+        """Committed entries whose path starts with ``prefix``, sorted by path.
+
+        Args:
+            prefix: Only paths starting with this.
+            start_after: Only paths sorting after this one (for paging).
+            limit: At most this many entries.
+        """
         ...
 
     def remove(self, path: str) -> CatalogEntry | None:

@@ -347,13 +347,15 @@ class GreenRouter:
         """Whether ``path`` is in the catalog."""
         return self.catalog.lookup(path) is not None
 
-    def list(self, prefix: str = "", *, recursive: bool = True) -> list[CatalogEntry]:
-        """Committed entries under ``prefix``.
+    def list(self, prefix: str = "", *, recursive: bool = True, start_after: str | None = None,
+             limit: int | None = None) -> list[CatalogEntry]:
+        """Committed entries under ``prefix``, sorted by path.
 
         With ``recursive=False``, ``prefix`` is a directory and only its direct children are given.
+        ``start_after`` and ``limit`` page through a large recursive listing.
         """
         if recursive:
-            return self.catalog.list(prefix)
+            return self.catalog.list(prefix, start_after=start_after, limit=limit)
         base = prefix.rstrip("/") + "/" if prefix else ""
         return [e for e in self.catalog.list(base) if "/" not in e.path[len(base):]]
 
