@@ -11,13 +11,14 @@ TOOLS := .tools
 AZURITE := $(TOOLS)/node_modules/.bin/azurite-blob
 AZURITE_VERSION := 3.35.0
 
-.PHONY: help venv servers lint test test-fast demo bench lock clean
+.PHONY: help venv servers lint test test-fast demo bench bench-smoke lock clean
 
 help:
 	@echo "make demo    write a generated dataset through the router (embedded data, no keys)"
 	@echo "make test    lint, then the whole test suite (installs and starts its local servers)"
 	@echo "make lint    ruff and mypy --strict over src/ and adapters/"
-	@echo "make bench   benchmarks (decision latency)"
+	@echo "make bench   the benchmark suite (~6 min); regenerates benchmarks/results and the README table"
+	@echo "make bench-smoke   every benchmark at tiny sizes (~30 s); asserts nothing about timings"
 	@echo "make lock    re-resolve and pin dependencies into $(CONSTRAINTS)"
 
 # The demo needs only the core; tests need the dev extra (cloud SDKs, local servers, linters).
@@ -52,7 +53,10 @@ demo: $(CORE_STAMP)
 	$(VENV)/bin/greenroute demo
 
 bench: $(STAMP)
-	$(PY) benchmarks/decision_latency.py
+	$(PY) benchmarks/run.py --readme README.md
+
+bench-smoke: $(STAMP)
+	$(PY) benchmarks/run.py --smoke --out build/bench-smoke
 
 lock:
 	rm -rf .venv-lock
