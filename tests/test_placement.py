@@ -188,3 +188,27 @@ def test_backend_repr_hides_storage_options() -> None:
     assert "hunter2" not in repr(b) and "AKIA" not in repr(b)
     assert "key,secret" in repr(b)
     assert "storage_options" not in b.to_dict()
+
+
+def test_memoised_decisions_follow_changes_in_backends_grid_and_health() -> None:
+    pinned = ManualGridSource({"us-west-2": 100.0, "eu-north-1": 200.0})
+    service = GreenPlacementService(
+        [b for b in default_backends() if b.id in {"aws-us-west-2", "aws-eu-north-1"}],
+        signals=GridSignals([pinned], cache_ttl_seconds=0))
+    assert service.select_greenest_backend(None, 10).backend_id == "aws-us-west-2"
+    assert service.select_greenest_backend(None, 10).backend_id == "aws-us-west-2"  # memo hit
+    pinned.set("us-west-2", 900.0)  # a new grid value
+    assert service.select_greenest_backend(None, 10).backend_id == "aws-eu-north-1"
+    pinned.set("us-west-2", 100.0)
+    north = service.backend("aws-eu-north-1")
+    service.register_backend(Backend(id=north.id, provider=north.provider, region=north.region, root=north.root,
+                                     pue=1.0, renewable_pct=100.0, read_only=True))  # re-registered
+    decision = service.select_greenest_backend(None, 10)
+    assert decision.backend_id == "aws-us-west-2"
+    assert decision.ineligible == {"aws-eu-north-1": "read-only backend"}
+    service.health.mark_failed("aws-us-west-2", "connection refused")
+    with pytest.raises(NoEligibleBackendError):
+        service.select_greenest_backend(["aws-eu-north-1"], 10)
+    cooled = service.select_greenest_backend(None, 10)  # only us-west-2 left: tried anyway (half-open)
+    assert cooled.backend_id == "aws-us-west-2"
+    assert cooled.write_gco2e == pytest.approx(10 * 1e-9 * 1.12 * 100 / 1000)

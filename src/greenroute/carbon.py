@@ -92,6 +92,18 @@ class CarbonModel:
                      * self.replication.get(provider, 1.0) * pue)
         return energy_wh * carbon_intensity_g_per_kwh / 1000.0
 
+    def coefficients(self, *, provider: Provider, pue: float,
+                     carbon_intensity_g_per_kwh: float) -> tuple[float, float]:
+        """Per-byte rates: (gCO2e per byte written, gCO2e per byte per hour at rest).
+
+        Both estimates are linear in size, so the placement service computes these once per grid
+        value and multiplies; ``estimate`` gives the same numbers.
+        """
+        per_byte_written = self.energy_wh_per_byte * pue * carbon_intensity_g_per_kwh / 1000.0
+        per_byte_hour = (self.storage_wh_per_tb_hour / 1e12 * self.replication.get(provider, 1.0) * pue
+                         * carbon_intensity_g_per_kwh / 1000.0)
+        return per_byte_written, per_byte_hour
+
     def estimate(self, data_size_bytes: int, *, provider: Provider, pue: float,
                  carbon_intensity_g_per_kwh: float, retention_days: float | None = None) -> CarbonEstimate:
         """The write, the monthly at-rest figure and the retention period's at-rest figure."""

@@ -70,6 +70,8 @@ class EventBus:
         Returns:
             How many handlers ran without raising.
         """
+        if not self._handlers.get(topic):
+            return 0
         with self._lock:
             handlers = list(self._handlers.get(topic, ()))
         delivered = 0

@@ -46,6 +46,10 @@ class BackendHealth:
             with self._lock:
                 self._open.pop(backend_id, None)
 
+    def any_open(self) -> bool:
+        """Whether any breaker is (or was, until checked) open: a cheap test for the hot path."""
+        return bool(self._open)
+
     def is_healthy(self, backend_id: str) -> bool:
         """False while ``backend_id`` is cooling down."""
         return self.unhealthy_reason(backend_id) is None

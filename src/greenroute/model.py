@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = [
     "Alternative",
@@ -234,9 +234,10 @@ class GreenScore:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class Alternative:
+class Alternative(NamedTuple):
     """A candidate that was eligible but not chosen, and why it lost.
+
+    (A named tuple, not a dataclass: a decision builds one per losing candidate, on the hot path.)
 
     Attributes:
         backend_id: The candidate.
@@ -254,9 +255,9 @@ class Alternative:
     write_gco2e: float
     retention_gco2e: float
     objective: Objective
-    green_score: GreenScore = field(repr=False)
-    chosen: GreenScore = field(repr=False)
-    chosen_gco2e: float = field(repr=False)
+    green_score: GreenScore
+    chosen: GreenScore
+    chosen_gco2e: float
 
     @property
     def reason(self) -> str:

@@ -18,12 +18,13 @@ With cached grid data the whole path does no I/O.
 
 from __future__ import annotations
 
+import os
 import threading
-import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
-from .carbon import CarbonEstimate, CarbonModel
+from .carbon import HOURS_PER_MONTH, CarbonModel
 from .embedded import embedded_data
 from .errors import ConfigError, NoEligibleBackendError, UnknownRegionError
 from .events import BACKEND_REGISTERED, PLACEMENT_DECISION, EventBus
@@ -76,12 +77,12 @@ class PlacementPolicy:
         return None
 
 
-@dataclass(frozen=True, slots=True)
-class _Candidate:
+class _Candidate(NamedTuple):
     backend: Backend
     grid: GridCarbonData
     score: GreenScore
-    estimate: CarbonEstimate
+    write_per_byte: float       # gCO2e per byte written
+    rest_per_byte_hour: float   # gCO2e per byte per hour at rest
 
 
 class GreenPlacementService:
@@ -123,7 +124,11 @@ class GreenPlacementService:
         self._lock = threading.Lock()
         self._backends: dict[str, Backend] = {}
         self._countries: dict[str, str | None] = {}
+        self._generation = 0  # bumped on every registration; part of the eligibility memo's key
+        self._eligibility: dict[tuple[object, ...], tuple[tuple[Backend, ...], dict[str, str]]] = {}
         self._scores: dict[str, tuple[Backend, GridCarbonData, GreenScore]] = {}
+        self._rankings: dict[tuple[object, ...],
+                             tuple[tuple[Backend, ...], tuple[GridCarbonData, ...], tuple[_Candidate, ...]]] = {}
         self.bus.subscribe(BACKEND_REGISTERED, self._on_backend_registered)
         for backend in backends:
             self.register_backend(backend)
@@ -138,6 +143,7 @@ class GreenPlacementService:
         with self._lock:
             self._backends[backend.id] = backend
             self._countries[backend.id] = _country(backend)
+            self._generation += 1
         self.registry.register_backend(backend.id, backend.region,
                                        backend.renewable_pct if backend.renewable_pct is not None else 0.0,
                                        backend.pue, backend.wue)
@@ -191,34 +197,37 @@ class GreenPlacementService:
 
         # 3: grid data, one signal kind for all
         resolution = self.signals.resolve(eligible)
-        for backend_id, why in resolution.missing.items():
-            ineligible[backend_id] = why
-        eligible = [b for b in eligible if b.id in resolution.values]
-        if not eligible:
-            raise NoEligibleBackendError(ineligible)
+        if resolution.missing:
+            ineligible = {**ineligible, **resolution.missing}
+            eligible = [b for b in eligible if b.id in resolution.values]
+            if not eligible:
+                raise NoEligibleBackendError(ineligible)
 
-        # 4-5: score and estimate
-        scored = [self._candidate(b, resolution.values[b.id], data_size_bytes, retention_days) for b in eligible]
-
-        # 6: rank
-        if ranking is Objective.MIN_CARBON:
-            scored.sort(key=lambda c: (c.estimate.total_gco2e, *rank_key(c.score)))
-        else:
-            scored.sort(key=lambda c: rank_key(c.score))
-        best, rest = scored[0], scored[1:]
+        # 4-6: score, per-byte carbon rates and rank (memoised while inputs are unchanged)
+        ranked = self._ranked(eligible, resolution.values, ranking, retention_days, data_size_bytes > 0)
+        hours = (retention_days or 0.0) * 24.0
+        best = ranked[0]
+        best_write = data_size_bytes * best.write_per_byte
+        best_retention = data_size_bytes * best.rest_per_byte_hour * hours
+        alternatives = tuple(
+            Alternative(c.backend.id, c.score.score, data_size_bytes * c.write_per_byte,
+                        data_size_bytes * c.rest_per_byte_hour * hours, ranking, c.score, best.score,
+                        best_write + best_retention)
+            for c in ranked[1:]
+        )
 
         # 7: decide and publish
         decision = CarbonPlacementDecision(
-            decision_id=uuid.uuid4().hex,
+            decision_id=os.urandom(16).hex(),
             backend=best.backend,
             target_url=best.backend.root,
             score=best.score,
-            alternatives=tuple(_alternative(c, best, ranking) for c in rest),
+            alternatives=alternatives,
             ineligible=ineligible,
-            write_gco2e=best.estimate.write_gco2e,
-            at_rest_gco2e_per_month=best.estimate.at_rest_gco2e_per_month,
-            retention_gco2e=best.estimate.retention_gco2e,
-            grid_data={c.backend.id: c.grid for c in scored},
+            write_gco2e=best_write,
+            at_rest_gco2e_per_month=data_size_bytes * best.rest_per_byte_hour * HOURS_PER_MONTH,
+            retention_gco2e=best_retention,
+            grid_data=resolution.values,
             signal=resolution.signal,
             fallback=resolution.fallback,
             fallback_reasons=resolution.fallback_reasons,
@@ -262,6 +271,23 @@ class GreenPlacementService:
 
     def _eligible(self, candidates: Sequence[str | Backend] | None,
                   rules: PlacementPolicy) -> tuple[list[Backend], dict[str, str]]:
+        # Eligibility depends only on the candidates, the rules and the registered backends while no
+        # circuit breaker is open, so the common case is a dictionary lookup.
+        key: tuple[object, ...] | None = None
+        if not self.health.any_open() and (candidates is None or all(isinstance(c, str) for c in candidates)):
+            key = (None if candidates is None else tuple(candidates), rules, self._generation)
+            hit = self._eligibility.get(key)
+            if hit is not None:
+                return list(hit[0]), dict(hit[1])
+        eligible, ineligible = self._check_eligibility(candidates, rules)
+        if key is not None:
+            if len(self._eligibility) > 1024:
+                self._eligibility.clear()
+            self._eligibility[key] = (tuple(eligible), dict(ineligible))
+        return eligible, ineligible
+
+    def _check_eligibility(self, candidates: Sequence[str | Backend] | None,
+                           rules: PlacementPolicy) -> tuple[list[Backend], dict[str, str]]:
         with self._lock:
             known = dict(self._backends)
             countries = dict(self._countries)
@@ -314,12 +340,36 @@ class GreenPlacementService:
         self._scores[backend.id] = (backend, grid, score)
         return score
 
-    def _candidate(self, backend: Backend, grid: GridCarbonData, size: int,
-                   retention_days: float | None) -> _Candidate:
-        estimate = self.carbon_model.estimate(size, provider=backend.provider, pue=backend.pue,
-                                              carbon_intensity_g_per_kwh=grid.carbon_intensity_g_per_kwh,
-                                              retention_days=retention_days)
-        return _Candidate(backend, grid, self._score(backend, grid), estimate)
+    def _ranked(self, eligible: Sequence[Backend], grid: Mapping[str, GridCarbonData], ranking: Objective,
+                retention_days: float | None, sized: bool) -> tuple[_Candidate, ...]:
+        """The eligible candidates, best first, with their scores and per-byte carbon rates.
+
+        The ranking depends on the backends, their grid values, the objective and the retention,
+        never on the size (both estimates are linear in it). Grid values are cached objects, so
+        while none of these change the previous ranking is reused, checked by identity.
+        """
+        ids = tuple(b.id for b in eligible)
+        key = (ids, ranking, retention_days, sized)
+        memo = self._rankings.get(key)
+        # Tuple equality checks identity first, so these compare cheaply when nothing changed.
+        if memo is not None and memo[0] == tuple(eligible) and memo[1] == tuple(map(grid.__getitem__, ids)):
+            return memo[2]
+        scored = []
+        for b in eligible:
+            g = grid[b.id]
+            write, rest = self.carbon_model.coefficients(provider=b.provider, pue=b.pue,
+                                                         carbon_intensity_g_per_kwh=g.carbon_intensity_g_per_kwh)
+            scored.append(_Candidate(b, g, self._score(b, g), write, rest))
+        if ranking is Objective.MIN_CARBON and sized:
+            hours = (retention_days or 0.0) * 24.0
+            scored.sort(key=lambda c: (c.write_per_byte + c.rest_per_byte_hour * hours, *rank_key(c.score)))
+        else:
+            scored.sort(key=lambda c: rank_key(c.score))
+        ranked = tuple(scored)
+        if len(self._rankings) > 1024:
+            self._rankings.clear()
+        self._rankings[key] = (tuple(eligible), tuple(map(grid.__getitem__, ids)), ranked)
+        return ranked
 
 
 def _objective(value: Objective | str | None, default: Objective) -> Objective:
@@ -337,9 +387,3 @@ def _country(backend: Backend) -> str | None:
         return backend.country_code
     data = embedded_data()
     return data.region(backend.region).country_code if data.has_region(backend.region) else None
-
-
-def _alternative(c: _Candidate, best: _Candidate, ranking: Objective) -> Alternative:
-    return Alternative(backend_id=c.backend.id, score=c.score.score, write_gco2e=c.estimate.write_gco2e,
-                       retention_gco2e=c.estimate.retention_gco2e, objective=ranking, green_score=c.score,
-                       chosen=best.score, chosen_gco2e=best.estimate.total_gco2e)

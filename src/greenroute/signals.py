@@ -28,6 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import cachetools
 
@@ -164,6 +165,7 @@ class GridSignals:
         self._last_good: dict[_CacheKey, tuple[GridCarbonData, float]] = {}
         self._inflight: dict[_CacheKey, Future[GridCarbonData]] = {}
         self._backoff: dict[_CacheKey, tuple[float, str]] = {}
+        self._embedded_memo: dict[tuple[str, ...], tuple[tuple[Backend, ...], GridResolution]] = {}
         self._executor: ThreadPoolExecutor | None = None
 
     # -- public -----------------------------------------------------------------------------
@@ -200,9 +202,10 @@ class GridSignals:
                                    f"candidate; used {source.signal.value} from {source.name}")
                 return GridResolution(source.signal, values, {}, tuple(reasons))
             reasons.append(why)
+        if not self.sources:
+            return self._embedded_only(backends)
         values, missing = self._embedded(backends)
-        if self.sources:
-            reasons.append("embedded: using annual averages for every candidate")
+        reasons.append("embedded: using annual averages for every candidate")
         return GridResolution(SignalKind.AVERAGE, values, missing, tuple(reasons))
 
     def get(self, source: GridSource, region: str, zone: str | None = None) -> GridCarbonData:
@@ -313,6 +316,19 @@ class GridSignals:
                                f"{(utcnow() - stale.fetched_at).total_seconds():.0f} s ago")
         reasons.extend(stale_notes)
         return values, ""
+
+    def _embedded_only(self, backends: Sequence[Backend]) -> GridResolution:
+        """With no other source the answer never changes for the same backends: reuse it."""
+        key = tuple(b.id for b in backends)
+        hit = self._embedded_memo.get(key)
+        if hit is not None and all(a is b for a, b in zip(hit[0], backends, strict=True)):
+            return hit[1]
+        values, missing = self._embedded(backends)
+        resolution = GridResolution(SignalKind.AVERAGE, MappingProxyType(values), MappingProxyType(missing), ())
+        if len(self._embedded_memo) > 1024:
+            self._embedded_memo.clear()
+        self._embedded_memo[key] = (tuple(backends), resolution)
+        return resolution
 
     def _embedded(self, backends: Sequence[Backend]) -> tuple[dict[str, GridCarbonData], dict[str, str]]:
         values: dict[str, GridCarbonData] = {}
