@@ -27,6 +27,7 @@ from greenroute import (
     ManualGridSource,
     NoEligibleBackendError,
     Provider,
+    StorageError,
     TargetUnavailableError,
 )
 from greenroute.adapters.file import FileTarget
@@ -373,3 +374,35 @@ def test_concurrent_writes_of_one_path_leave_catalog_and_object_agreeing(make_ro
     stat = router.stat("ns/hot-key")
     assert stat.metadata["greenroute_decision"] == entry.decision_id  # the object is the committed write
     assert router.catalog.pending() == []
+
+
+def test_a_dropped_stream_commits_nothing(make_router: Factory) -> None:
+    import gc
+
+    router, _ = make_router()
+    stream = router.open("ns/dropped.bin", "wb")
+    stream.write(b"half")
+    del stream
+    gc.collect()
+    assert not router.exists("ns/dropped.bin")
+    assert router.catalog.pending() == []
+
+
+def test_probe_finds_an_uncatalogued_object_and_repairs_the_catalog(make_router: Factory) -> None:
+    router, _ = make_router()
+    written = router.write("ns/lost", b"still here")
+    router.catalog.remove("ns/lost")
+    assert not router.exists("ns/lost")
+    entry = router.probe("ns/lost")
+    assert entry is not None and entry.backend_id == written.backend_id
+    assert entry.decision_id == written.decision.decision_id
+    assert router.read("ns/lost") == b"still here"
+    assert router.probe("ns/never-written") is None
+
+
+def test_an_entry_on_an_unconfigured_backend_is_a_storage_error(make_router: Factory, tmp_path: Path) -> None:
+    router, _ = make_router()
+    router.write("ns/k", b"v")
+    other = GreenRouter(GreenPlacementService(_backends("elsewhere")[2:]), router.catalog)
+    with pytest.raises(StorageError, match="not configured"):
+        other.read("ns/k")

@@ -161,5 +161,5 @@ def test_paging_with_start_after_and_limit(catalog: SqliteCatalog) -> None:
             break
         after = page[-1]
     assert [len(p) for p in pages] == [10, 10, 5]
-    assert sum(pages, []) == [f"ns/{i:02d}" for i in range(25)]
+    assert [p for page in pages for p in page] == [f"ns/{i:02d}" for i in range(25)]
     assert [e.path for e in catalog.list(start_after="ns/23")] == ["ns/24"]

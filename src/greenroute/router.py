@@ -21,6 +21,7 @@ logical path, so the mapping can be read by a person and reversed by :meth:`Gree
 from __future__ import annotations
 
 import builtins
+import contextlib
 import io
 import logging
 import os
@@ -37,6 +38,7 @@ from .errors import (
     ConfigError,
     InvalidPathError,
     NoEligibleBackendError,
+    StorageError,
     TargetUnavailableError,
 )
 from .model import Backend, CarbonPlacementDecision, CatalogEntry, EntryState, GridDataSource, SignalKind, utcnow
@@ -347,6 +349,33 @@ class GreenRouter:
         """Whether ``path`` is in the catalog."""
         return self.catalog.lookup(path) is not None
 
+    def probe(self, path: str) -> CatalogEntry | None:
+        """Find a path the catalog lacks on the backends, best score first, and record it.
+
+        Only an object carrying greenroute's own metadata for ``path`` is adopted; an unreachable
+        backend is skipped, never allowed to hide the others.
+        """
+        path = validate_path(path)
+        with self._path_locks[hash(path) % len(self._path_locks)]:
+            existing = self.catalog.lookup(path)
+            if existing is not None:
+                return existing
+            ranked = [s.backend_id for s in self.placement.get_green_scores()]
+            for backend_id in ranked + [b.id for b in self.placement.backends if b.id not in ranked]:
+                try:
+                    info = self.target(backend_id).stat(path)
+                except FileNotFoundError:
+                    continue
+                except OSError as exc:
+                    log.warning("probe of %s on %s failed: %s", path, backend_id, _short(exc))
+                    continue
+                entry = _entry_from_metadata(backend_id, info)
+                if entry is not None:
+                    self.catalog.put(entry)
+                    log.info("probe: found %s on %s and repaired the catalog", path, backend_id)
+                    return entry
+        return None
+
     def list(self, prefix: str = "", *, recursive: bool = True, start_after: str | None = None,
              limit: int | None = None) -> list[CatalogEntry]:
         """Committed entries under ``prefix``, sorted by path.
@@ -436,6 +465,12 @@ class GreenRouter:
         entry = self.catalog.lookup(path)
         if entry is None:
             raise FileNotFoundError(2, "not in the greenroute catalog", path)
+        if entry.backend_id not in self._targets:
+            try:
+                self.placement.backend(entry.backend_id)
+            except KeyError:
+                raise StorageError(f"{path} is catalogued on backend {entry.backend_id!r}, which is not configured",
+                                   backend_id=entry.backend_id) from None
         return entry
 
     def _decide(self, path: str, size: int, retention_days: float | None,
@@ -636,6 +671,12 @@ class _RoutedWriter(io.RawIOBase):
             self.close()
         else:
             self.discard()
+
+    def __del__(self) -> None:
+        # Dropped without close(): abandoned, never committed half-written.
+        if not self.closed:
+            with contextlib.suppress(Exception):
+                self.discard()
 
     @property
     def info(self) -> WriteResult | None:
