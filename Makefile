@@ -40,7 +40,7 @@ $(AZURITE):
 servers: $(STAMP) $(AZURITE)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src adapters tests benchmarks tools
+	$(VENV)/bin/ruff check --no-cache src adapters tests benchmarks tools
 	$(VENV)/bin/mypy
 
 test: lint servers

@@ -17,7 +17,7 @@ from typing import Any
 
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
-from tests.boto3.conftest import AZURE, EAST, MB, NORTH, WEST, Fleet, create_bucket, plain_client, unique
+from tests.boto3_dropin.conftest import AZURE, EAST, MB, NORTH, WEST, Fleet, create_bucket, plain_client, unique
 
 from greenroute.ports import METADATA_KEYS
 

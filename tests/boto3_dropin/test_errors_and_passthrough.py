@@ -14,7 +14,7 @@ from collections.abc import Callable
 import pytest
 from boto3.exceptions import S3UploadFailedError
 from botocore.exceptions import ClientError, ParamValidationError
-from tests.boto3.conftest import AZURE, EAST, NORTH, PREFIX, WEST, Fleet, create_bucket, unique
+from tests.boto3_dropin.conftest import AZURE, EAST, NORTH, PREFIX, WEST, Fleet, create_bucket, unique
 from tests.servers.fixtures import moto_server_factory  # noqa: F401
 from tests.servers.local import MOTO_KEY, MOTO_SECRET, LocalServer
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from tests.boto3.conftest import ALL_IDS, AZURE, NORTH, WEST, Fleet
+from tests.boto3_dropin.conftest import ALL_IDS, AZURE, NORTH, WEST, Fleet
 
 THREADS = 16
 PER_THREAD = 8

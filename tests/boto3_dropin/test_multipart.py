@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
-from tests.boto3.conftest import AZURE, MB, NORTH, Fleet
+from tests.boto3_dropin.conftest import AZURE, MB, NORTH, Fleet
 
 from greenroute.ports import METADATA_KEYS
 

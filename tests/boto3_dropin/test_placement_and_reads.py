@@ -12,7 +12,7 @@ from datetime import datetime
 import pytest
 from botocore.exceptions import ClientError
 from botocore.response import StreamingBody
-from tests.boto3.conftest import AZURE, EAST, NORTH, PREFIX, WEST, Fleet, make_fleet
+from tests.boto3_dropin.conftest import AZURE, EAST, NORTH, PREFIX, WEST, Fleet, make_fleet
 from tests.servers.fixtures import azurite_server  # noqa: F401
 from tests.servers.local import LocalServer
 
