@@ -321,8 +321,9 @@ class FsspecTarget:
         return cast(ObjectInfo, writer.info)
 
     def open_write(self, path: str, metadata_at_close: Callable[[int], Mapping[str, str]],
-                   *, block_size: int | None = None) -> ObjectWriter:
-        return self._writer(path, metadata_at_close, block_size, None)
+                   *, block_size: int | None = None, size_hint: int | None = None) -> ObjectWriter:
+        upfront = None if size_hint is None else self._prepare_metadata(dict(metadata_at_close(size_hint)))
+        return self._writer(path, metadata_at_close, block_size, upfront)
 
     def open_read(self, path: str, *, block_size: int | None = None) -> BinaryIO:
         full = self._full(path)

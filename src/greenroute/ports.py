@@ -133,8 +133,13 @@ class StorageTarget(Protocol):
         ...
 
     def open_write(self, path: str, metadata_at_close: Callable[[int], Mapping[str, str]],
-                   *, block_size: int | None = None) -> WriteStream:
-        """A streamed write; ``metadata_at_close(size)`` gives the metadata once the size is known."""
+                   *, block_size: int | None = None, size_hint: int | None = None) -> WriteStream:
+        """A streamed write; ``metadata_at_close(size)`` gives the metadata once the size is known.
+
+        With ``size_hint`` the target sends ``metadata_at_close(size_hint)`` with the upload's first
+        request, so a stream that ends at that size needs no metadata fix-up at close (on S3, no
+        self-copy of a multipart object); any other final size is still bound correctly at close.
+        """
         ...
 
     def open_read(self, path: str, *, block_size: int | None = None) -> BinaryIO:

@@ -292,7 +292,7 @@ class GreenRouter:
             self.catalog.begin(self._pending(path, decision, target))
             try:
                 stream = target.open_write(path, self._metadata_at_close(path, decision, retention_days, user),
-                                           block_size=block_size)
+                                           block_size=block_size, size_hint=size_hint)
             except TargetUnavailableError as exc:
                 self.catalog.abort(decision.decision_id)
                 decision = self._fail_over(decision, exc, failovers, backend_ids, size_hint or 0, retention_days)

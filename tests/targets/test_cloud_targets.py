@@ -87,3 +87,27 @@ def test_cloud_root_needs_scheme_and_bucket(root: str) -> None:
     kind = {"s3": "s3", "gs": "gcs", "az": "azure", "https": "s3"}[root.split(":", maxsplit=1)[0]]
     with pytest.raises(ConfigError):
         build_target(kind, root)
+
+
+def test_a_size_hint_sends_s3_metadata_up_front_so_no_self_copy_is_needed(moto_server: LocalServer) -> None:
+    target = cloud_target("s3", moto_server.endpoint)
+    size = 12 * 1024 * 1024
+    chunk = b"h" * (1024 * 1024)
+
+    def metadata(n: int) -> dict[str, str]:
+        return {"greenroute_gco2e": str(n), "greenroute_path": "ns/hinted.bin"}
+
+    def stream(path: str, hint: int | None) -> str | None:
+        writer = target.open_write(path, metadata, block_size=5 * 1024 * 1024, size_hint=hint)
+        for _ in range(12):
+            writer.write(chunk)
+        writer.close()
+        assert target.stat(path).metadata["greenroute_gco2e"] == str(size)  # bound for the real size
+        return target.stat(path).etag
+
+    hinted = stream("ns/hinted.bin", size)
+    unhinted = stream("ns/unhinted.bin", None)
+    wrong = stream("ns/wrong-hint.bin", 1)
+    assert hinted is not None and hinted.endswith("-3")  # still the 3-part multipart object: no copy
+    assert unhinted is not None and "-" not in unhinted  # rebound at close by a self-copy
+    assert wrong is not None and "-" not in wrong
