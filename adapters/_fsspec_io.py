@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 from greenroute.errors import GreenrouteError, InvalidPathError, NoEligibleBackendError
 from greenroute.model import CarbonPlacementDecision, CatalogEntry
 from greenroute.router import WriteResult
+from greenroute.streams import AbandonableWriter
 
 if TYPE_CHECKING:
     from .filesystem import GreenRouteFileSystem
@@ -109,7 +110,7 @@ class RouterStream(Protocol):
     def discard(self) -> None: ...
 
 
-class GreenRouteWriteFile(io.BufferedIOBase):
+class GreenRouteWriteFile(AbandonableWriter, io.BufferedIOBase):
     """A write to ``greenroute://``: placed at open, committed with its carbon values at close.
 
     Leaving a ``with`` block by an exception, calling :meth:`discard`, or dropping the file without
@@ -183,17 +184,6 @@ class GreenRouteWriteFile(io.BufferedIOBase):
         finally:
             super().close()
 
-    def __exit__(self, exc_type: object, *rest: object) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.discard()
-
-    def __del__(self) -> None:
-        # Dropped without close(): abandoned, never committed half-written.
-        if not self.closed:
-            with contextlib.suppress(Exception):
-                self.discard()
 
 
 class GreenRouteReadFile(io.BufferedIOBase):
@@ -267,7 +257,7 @@ class TextWriter(io.TextIOWrapper):
         super().__exit__(exc_type, exc, tb)
 
 
-class CodecFile(io.BufferedIOBase):
+class CodecFile(AbandonableWriter, io.BufferedIOBase):
     """A compression codec over a greenroute file; closing it also closes (and so commits) the file."""
 
     def __init__(self, codec: Any, raw: Any) -> None:
@@ -332,16 +322,6 @@ class CodecFile(io.BufferedIOBase):
         finally:
             super().close()
 
-    def __exit__(self, exc_type: object, *rest: object) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.discard()
-
-    def __del__(self) -> None:
-        if not self.closed:
-            with contextlib.suppress(Exception):
-                self.discard()
 
 
 class ProgressReader(io.RawIOBase):

@@ -40,6 +40,7 @@ from greenroute.errors import (
 )
 from greenroute.model import Backend, Provider
 from greenroute.ports import ObjectInfo, StorageTarget
+from greenroute.streams import AbandonableWriter
 
 __all__ = [
     "FsspecTarget",
@@ -154,7 +155,7 @@ def _as_datetime(value: Any) -> datetime | None:
     return None
 
 
-class ObjectWriter(io.BufferedIOBase):
+class ObjectWriter(AbandonableWriter, io.BufferedIOBase):
     """A target's writable stream. ``close()`` binds the metadata and sets :attr:`info`.
 
     Leaving a ``with`` block by an exception, or calling :meth:`discard`, abandons the upload:
@@ -210,16 +211,6 @@ class ObjectWriter(io.BufferedIOBase):
         finally:
             super().close()
 
-    def __exit__(self, exc_type: object, *rest: object) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.discard()
-
-    def __del__(self) -> None:
-        # A stream dropped without close() is abandoned, never committed half-written.
-        with contextlib.suppress(Exception):
-            self.discard()
 
 
 class ObjectReader(io.BufferedIOBase):

@@ -12,7 +12,7 @@ def test_all_is_sorted_and_complete() -> None:
         assert hasattr(greenroute, name), name
     public = {n for n in dir(greenroute) if not n.startswith("_")}
     modules = {"carbon", "cli", "config", "embedded", "errors", "events", "model", "placement", "ports",
-               "profiles", "scoring", "signals", "data", "adapters", "health", "router", "demo"}
+               "profiles", "scoring", "signals", "data", "adapters", "health", "router", "demo", "streams"}
     assert public - modules - set(exported) == set()
 
 

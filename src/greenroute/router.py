@@ -21,7 +21,6 @@ logical path, so the mapping can be read by a person and reversed by :meth:`Gree
 from __future__ import annotations
 
 import builtins
-import contextlib
 import io
 import logging
 import os
@@ -44,6 +43,7 @@ from .errors import (
 from .model import Backend, CarbonPlacementDecision, CatalogEntry, EntryState, GridDataSource, SignalKind, utcnow
 from .placement import GreenPlacementService
 from .ports import Catalog, ObjectInfo, StorageTarget, WriteStream
+from .streams import AbandonableWriter
 
 __all__ = [
     "FsckReport",
@@ -620,7 +620,7 @@ class GreenRouter:
         return self._commit(writer.path, writer.decision, info, writer.retention_days)
 
 
-class _RoutedWriter(io.RawIOBase):
+class _RoutedWriter(AbandonableWriter, io.RawIOBase):
     """A writable stream whose close commits the catalog entry (and whose failure aborts it)."""
 
     def __init__(self, router: GreenRouter, stream: WriteStream, path: str, decision: CarbonPlacementDecision,
@@ -665,18 +665,6 @@ class _RoutedWriter(io.RawIOBase):
         finally:
             self.router.catalog.abort(self.decision.decision_id)
             super().close()
-
-    def __exit__(self, exc_type: object, *rest: object) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.discard()
-
-    def __del__(self) -> None:
-        # Dropped without close(): abandoned, never committed half-written.
-        if not self.closed:
-            with contextlib.suppress(Exception):
-                self.discard()
 
     @property
     def info(self) -> WriteResult | None:
