@@ -11,6 +11,7 @@ The scripts run from a source checkout: :func:`setup_paths` puts the repository 
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
@@ -383,3 +384,24 @@ def create_bucket(endpoint: str, name: str) -> None:
     from tests.servers.local import create_s3_bucket
 
     create_s3_bucket(endpoint, name)
+
+
+def section_main(run: Callable[[Context], Section], doc: str | None, smoke_help: str, *,
+                 needs_moto: bool = False) -> int:
+    """The command line of one section script: ``[--smoke] [--out DIR]``, run it, print and write it."""
+    parser = argparse.ArgumentParser(description=(doc or "").splitlines()[0] if doc else None)
+    parser.add_argument("--smoke", action="store_true", help=f"{smoke_help}; checks that it runs")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results directory")
+    args = parser.parse_args()
+    if needs_moto:
+        setup_paths()
+        from run import moto
+
+        with moto() as (endpoint, reason):
+            section = run(Context(smoke=args.smoke, out=args.out, moto_endpoint=endpoint, moto_reason=reason))
+    else:
+        section = run(Context(smoke=args.smoke, out=args.out))
+    print(section.markdown())
+    print(f"wrote {write_section(section, args.out)}")
+    return 0
+

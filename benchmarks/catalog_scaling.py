@@ -17,7 +17,6 @@ The smoke run uses 10^3 and 10^4 entries.
 
 from __future__ import annotations
 
-import argparse
 import random
 import sqlite3
 import time
@@ -28,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from _common import DEFAULT_OUT, Context, Section, clock, summary, temp_dir, write_section
+from _common import Context, Section, clock, section_main, summary, temp_dir
 
 from greenroute.adapters import sqlite as sqlite_catalog
 from greenroute.adapters.sqlite import SqliteCatalog
@@ -163,14 +162,7 @@ def run(ctx: Context) -> Section:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--smoke", action="store_true", help="10^3 and 10^4 entries; checks that it runs")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results directory")
-    args = parser.parse_args()
-    section = run(Context(smoke=args.smoke, out=args.out))
-    print(section.markdown())
-    print(f"wrote {write_section(section, args.out)}")
-    return 0
+    return section_main(run, __doc__, "10^3 and 10^4 entries")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ Two configurations run one after the other:
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import os
 import statistics
@@ -27,15 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from _common import (
-    DEFAULT_OUT,
     Context,
     Section,
     clock,
     percentile,
+    section_main,
     setup_paths,
     temp_dir,
     write_config,
-    write_section,
 )
 
 from greenroute import load_config
@@ -164,14 +162,7 @@ def run(ctx: Context) -> Section:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--smoke", action="store_true", help="1 s instead of 10 s; checks that it runs")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results directory")
-    args = parser.parse_args()
-    section = run(Context(smoke=args.smoke, out=args.out))
-    print(section.markdown())
-    print(f"wrote {write_section(section, args.out)}")
-    return 0
+    return section_main(run, __doc__, "1 s instead of 10 s")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ base_url`` pointed at the fake, and three backends in regions the fake serves.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import statistics
@@ -27,7 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from _common import DEFAULT_OUT, Context, Section, clock, setup_paths, temp_dir, write_config, write_section
+from _common import Context, Section, clock, section_main, setup_paths, temp_dir, write_config
 
 from greenroute import GreenPlacementService, load_config
 
@@ -176,14 +175,7 @@ def _row(case: str, budget: float, results: list[dict[str, Any]]) -> dict[str, A
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--smoke", action="store_true", help="fewer repeats; checks that it runs")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results directory")
-    args = parser.parse_args()
-    section = run(Context(smoke=args.smoke, out=args.out))
-    print(section.markdown())
-    print(f"wrote {write_section(section, args.out)}")
-    return 0
+    return section_main(run, __doc__, "fewer repeats")
 
 
 if __name__ == "__main__":

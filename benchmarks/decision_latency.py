@@ -16,17 +16,15 @@ time goes.
 
 from __future__ import annotations
 
-import argparse
 import cProfile
 import pstats
 import statistics
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from pathlib import Path
 from typing import Any
 
-from _common import DEFAULT_OUT, Context, Section, clock, setup_paths, summary, write_section
+from _common import Context, Section, clock, section_main, setup_paths, summary
 
 from greenroute import Backend, GreenPlacementService, GridSignals, Provider
 from greenroute.embedded import embedded_data
@@ -271,14 +269,7 @@ def _maybe_live(section: Section, n: int) -> Iterator[GreenPlacementService | No
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--smoke", action="store_true", help="tiny counts; checks that it runs")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results directory")
-    args = parser.parse_args()
-    section = run(Context(smoke=args.smoke, out=args.out))
-    print(section.markdown())
-    print(f"wrote {write_section(section, args.out)}")
-    return 0
+    return section_main(run, __doc__, "tiny counts")
 
 
 if __name__ == "__main__":

@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 from _common import (
-    DEFAULT_OUT,
     Context,
     GiB,
     MiB,
@@ -40,11 +39,11 @@ from _common import (
     current_rss_mb,
     moto_options,
     peak_rss_mb,
+    section_main,
     setup_paths,
     size_label,
     temp_dir,
     write_config,
-    write_section,
 )
 
 BUCKET = "gr-bench-stream"
@@ -230,22 +229,13 @@ def _median(values: list[float]) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--smoke", action="store_true", help="32 MiB; checks that it runs")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results directory")
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.worker:
-        print(json.dumps(worker(json.loads(args.worker))))
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--worker")
+    known, _ = parser.parse_known_args()
+    if known.worker:  # one measured case, in a fresh process of its own
+        print(json.dumps(worker(json.loads(known.worker))))
         return 0
-    setup_paths()
-    from run import moto
-
-    with moto() as (endpoint, reason):
-        section = run(Context(smoke=args.smoke, out=args.out, moto_endpoint=endpoint, moto_reason=reason))
-    print(section.markdown())
-    print(f"wrote {write_section(section, args.out)}")
-    return 0
+    return section_main(run, __doc__, "32 MiB", needs_moto=True)
 
 
 if __name__ == "__main__":

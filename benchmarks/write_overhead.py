@@ -24,7 +24,6 @@ target says where the time goes.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 from collections.abc import Callable, Iterator
@@ -33,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 from _common import (
-    DEFAULT_OUT,
     Context,
     KiB,
     MiB,
@@ -44,12 +42,11 @@ from _common import (
     create_bucket,
     interleave,
     moto_options,
-    setup_paths,
+    section_main,
     size_label,
     summary,
     temp_dir,
     write_config,
-    write_section,
 )
 
 from greenroute import GreenRouter
@@ -363,18 +360,7 @@ def _targets(ctx: Context, section: Section, plan: tuple[tuple[int, int, int], .
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes and counts; checks that it runs")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results directory")
-    args = parser.parse_args()
-    setup_paths()
-    from run import moto
-
-    with moto() as (endpoint, reason):
-        section = run(Context(smoke=args.smoke, out=args.out, moto_endpoint=endpoint, moto_reason=reason))
-    print(section.markdown())
-    print(f"wrote {write_section(section, args.out)}")
-    return 0
+    return section_main(run, __doc__, "tiny sizes and counts", needs_moto=True)
 
 
 if __name__ == "__main__":
