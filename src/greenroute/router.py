@@ -29,7 +29,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from importlib.metadata import entry_points
-from typing import IO, Any, BinaryIO, Literal
+from typing import IO, Any, BinaryIO, Literal, TypeVar
 
 from .config import GreenrouteConfig, load_config
 from .errors import (
@@ -64,6 +64,7 @@ MAX_METADATA_BYTES = 2048
 _USER_KEY = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
 OnOverwrite = Literal["keep", "replace"]
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,24 +284,12 @@ class GreenRouter:
             raise ValueError(f"mode must be 'rb' or 'wb', got {mode!r}")
         path = validate_path(path)
         user = _user_metadata(metadata)
-        decision, backend_ids = self._decide(path, size_hint or 0, retention_days, candidates)
-        failovers: builtins.list[str] = []
-        while True:
-            decision = replace(decision, failovers=tuple(failovers))
-            target = self.target(decision.backend_id)
-            self._check_length(path, target)
-            self.catalog.begin(self._pending(path, decision, target))
-            try:
-                stream = target.open_write(path, self._metadata_at_close(path, decision, retention_days, user),
-                                           block_size=block_size, size_hint=size_hint)
-            except TargetUnavailableError as exc:
-                self.catalog.abort(decision.decision_id)
-                decision = self._fail_over(decision, exc, failovers, backend_ids, size_hint or 0, retention_days)
-                continue
-            except BaseException:
-                self.catalog.abort(decision.decision_id)
-                raise
-            return _RoutedWriter(self, stream, path, decision, retention_days)  # type: ignore[return-value]
+        decision, stream = self._attempt(
+            path, size_hint or 0, retention_days, candidates,
+            lambda target, chosen: target.open_write(
+                path, self._metadata_at_close(path, chosen, retention_days, user), block_size=block_size,
+                size_hint=size_hint))
+        return _RoutedWriter(self, stream, path, decision, retention_days)  # type: ignore[return-value]
 
     def copy(self, src: str, dst: str, *, candidates: Sequence[str] | None = None,
              retention_days: float | None = None) -> WriteResult:
@@ -517,26 +506,39 @@ class GreenRouter:
                    store: Callable[[StorageTarget, Mapping[str, str]], ObjectInfo],
                    can_retry: bool) -> WriteResult:
         with self._path_locks[hash(path) % len(self._path_locks)]:
-            decision, backend_ids = self._decide(path, size, retention_days, candidates)
-            failovers: builtins.list[str] = []
-            while True:
+            decision, info = self._attempt(
+                path, size, retention_days, candidates,
+                lambda target, chosen: store(target, self._metadata(path, chosen, size, retention_days, user)),
+                can_retry=can_retry)
+            return self._commit(path, decision, info, retention_days)
+
+    def _attempt(self, path: str, size: int, retention_days: float | None, candidates: Sequence[str] | None,
+                 action: Callable[[StorageTarget, CarbonPlacementDecision], _T], *,
+                 can_retry: bool = True) -> tuple[CarbonPlacementDecision, _T]:
+        """Place ``path``, record it pending, and run ``action`` on the chosen target.
+
+        On a fault worth failing over, the pending entry is dropped and the next-best candidate is
+        tried (when ``can_retry``); any other error drops the pending entry and is raised.
+        """
+        decision, backend_ids = self._decide(path, size, retention_days, candidates)
+        failovers: builtins.list[str] = []
+        while True:
+            if failovers:
                 decision = replace(decision, failovers=tuple(failovers))
-                target = self.target(decision.backend_id)
-                self._check_length(path, target)
-                self.catalog.begin(self._pending(path, decision, target))
-                try:
-                    info = store(target, self._metadata(path, decision, size, retention_days, user))
-                except TargetUnavailableError as exc:
-                    self.catalog.abort(decision.decision_id)
-                    if not can_retry:
-                        self.placement.health.mark_failed(decision.backend_id, _short(exc))
-                        raise
-                    decision = self._fail_over(decision, exc, failovers, backend_ids, size, retention_days)
-                    continue
-                except BaseException:
-                    self.catalog.abort(decision.decision_id)
+            target = self.target(decision.backend_id)
+            self._check_length(path, target)
+            self.catalog.begin(self._pending(path, decision, target))
+            try:
+                return decision, action(target, decision)
+            except TargetUnavailableError as exc:
+                self.catalog.abort(decision.decision_id)
+                if not can_retry:
+                    self.placement.health.mark_failed(decision.backend_id, _short(exc))
                     raise
-                return self._commit(path, decision, info, retention_days)
+                decision = self._fail_over(decision, exc, failovers, backend_ids, size, retention_days)
+            except BaseException:
+                self.catalog.abort(decision.decision_id)
+                raise
 
     def _fail_over(self, decision: CarbonPlacementDecision, exc: TargetUnavailableError, failovers: builtins.list[str],
                    backend_ids: builtins.list[str], size: int, retention_days: float | None) -> CarbonPlacementDecision:
