@@ -27,7 +27,7 @@ from .carbon import CarbonModel
 from .config import GreenrouteConfig
 from .model import Backend, Provider
 from .placement import GreenPlacementService
-from .profiles import profile_for
+from .profiles import FLEET_PUE, profile_for
 from .router import GreenRouter, catalog_from_url
 from .signals import GridSignals
 
@@ -52,12 +52,11 @@ def demo_backends(root: Path) -> list[Backend]:
         return Backend(id=p.backend_id, provider=Provider.FILE, region=p.region, root=_file_url(root / p.backend_id),
                        pue=p.pue, renewable_pct=p.renewable_pct, wue=p.wue, grid_zone=p.grid_zone)
 
+    aws_pue = FLEET_PUE[Provider.S3][0]  # AWS global PUE, 2024; both regions are on AWS's 2022 100 % list
     extra = [
-        # AWS-published figures (2024 PUE; 2022 list of Regions matched 100% with renewables).
-        Backend(id="aws-us-east-1", provider=Provider.FILE, region="us-east-1", root=_file_url(root / "aws-us-east-1"),
-                pue=1.15, renewable_pct=100.0),
-        Backend(id="aws-eu-central-1", provider=Provider.FILE, region="eu-central-1",
-                root=_file_url(root / "aws-eu-central-1"), pue=1.15, renewable_pct=100.0),
+        Backend(id=f"aws-{region}", provider=Provider.FILE, region=region, root=_file_url(root / f"aws-{region}"),
+                pue=aws_pue, renewable_pct=100.0)
+        for region in ("us-east-1", "eu-central-1")
     ]
     profiles = [local(p) for p in ("aws-us-west-2", "aws-eu-north-1", "azure-westeurope", "gcp-us-central1", "on-prem")]
     return sorted([*profiles, *extra], key=lambda b: b.id)
