@@ -29,8 +29,8 @@ from typing import Any
 
 from _common import Context, Section, clock, section_main, summary, temp_dir
 
-from greenroute.adapters import sqlite as sqlite_catalog
-from greenroute.adapters.sqlite import SqliteCatalog
+from greenroute.adapters.catalog import sqlite as sqlite_catalog
+from greenroute.adapters.catalog.sqlite import SqliteCatalog
 from greenroute.model import CatalogEntry, EntryState, GridDataSource, SignalKind
 
 GROWTH_LIMIT = 2.0
@@ -157,7 +157,7 @@ def run(ctx: Context) -> Section:
                    met=None if ctx.smoke else growth <= GROWTH_LIMIT)
     section.notes.append(f"Commit cost grows {section.extra['write_growth']:.2f}x from {small['entries']:,} to "
                          f"{large['entries']:,} entries (begin + commit p50). The fixture rows are written with "
-                         "sqlite3 directly (adapter's schema, row layout from greenroute.adapters.sqlite._row).")
+                         "sqlite3 directly (the SQLite adapter's schema and row layout).")
     return section
 
 

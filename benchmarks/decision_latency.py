@@ -47,7 +47,7 @@ def _live_service(n: int) -> Iterator[GreenPlacementService]:
     setup_paths()
     from tests.fakes.grid_servers import FakeElectricityMaps, ZoneData
 
-    from greenroute.adapters.electricitymaps import ElectricityMapsApiStrategy
+    from greenroute.adapters.grid.electricitymaps import ElectricityMapsApiStrategy
 
     backends = _backends(n)
     data = embedded_data()

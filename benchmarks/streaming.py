@@ -93,7 +93,7 @@ def worker(case: dict[str, Any]) -> dict[str, Any]:
     else:
         import fsspec
 
-        import greenroute.adapters.filesystem  # noqa: F401 - fails clearly while it does not exist
+        import greenroute.adapters.fsspec.filesystem  # noqa: F401 - fails clearly while it does not exist
 
         gfs = fsspec.filesystem("greenroute", config=case["config"])
         url = f"greenroute://grfs-stream/{key}"

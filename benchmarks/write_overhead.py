@@ -118,7 +118,7 @@ def greenroute_fs(config: Path) -> Any:
     """
     import fsspec
 
-    import greenroute.adapters.filesystem  # noqa: F401 - fails clearly while it does not exist
+    import greenroute.adapters.fsspec.filesystem  # noqa: F401 - fails clearly while it does not exist
 
     fs = fsspec.filesystem("greenroute", config=str(config))
     probe = "greenroute://grfs-probe/probe.bin"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from greenroute.adapters.sqlite import SqliteCatalog
+from greenroute.adapters.catalog.sqlite import SqliteCatalog
 from greenroute.demo import BASELINE, NAMESPACES, run_demo
 
 

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from tests.fakes import FakeElectricityMaps, FakeWattTime, FaultKind
 
-from greenroute.adapters._http import RetryPolicy
-from greenroute.adapters.electricitymaps import ElectricityMapsApiStrategy
-from greenroute.adapters.watttime import WattTimeGridApiStrategy, lbs_per_mwh_to_g_per_kwh
+from greenroute.adapters.grid._http import RetryPolicy
+from greenroute.adapters.grid.electricitymaps import ElectricityMapsApiStrategy
+from greenroute.adapters.grid.watttime import WattTimeGridApiStrategy, lbs_per_mwh_to_g_per_kwh
 from greenroute.embedded import embedded_data
 from greenroute.model import Backend, GridDataSource, Provider, SignalKind
 from greenroute.placement import GreenPlacementService

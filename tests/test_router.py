@@ -30,9 +30,9 @@ from greenroute import (
     StorageError,
     TargetUnavailableError,
 )
-from greenroute.adapters.file import FileTarget
-from greenroute.adapters.memory import MemoryTarget
-from greenroute.adapters.sqlite import SqliteCatalog
+from greenroute.adapters.catalog.sqlite import SqliteCatalog
+from greenroute.adapters.storage.file import FileTarget
+from greenroute.adapters.storage.memory import MemoryTarget
 from greenroute.ports import METADATA_KEYS, ObjectInfo, StorageTarget
 from greenroute.router import target_from_entry_point
 
@@ -279,8 +279,8 @@ def test_no_eligible_backend(make_router: Factory) -> None:
 _CRASHING_WRITER = """
 import os, sys
 from greenroute import Backend, GreenPlacementService, GreenRouter, Provider
-from greenroute.adapters.file import FileTarget
-from greenroute.adapters.sqlite import SqliteCatalog
+from greenroute.adapters.storage.file import FileTarget
+from greenroute.adapters.catalog.sqlite import SqliteCatalog
 
 root, db = sys.argv[1], sys.argv[2]
 

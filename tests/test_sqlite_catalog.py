@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from greenroute.adapters.sqlite import SqliteCatalog, from_url
+from greenroute.adapters.catalog.sqlite import SqliteCatalog, from_url
 from greenroute.errors import ConfigError
 from greenroute.model import CatalogEntry, EntryState, GridDataSource, SignalKind, utcnow
 
@@ -107,7 +107,7 @@ def test_concurrent_writers_in_one_process(tmp_path: Path) -> None:
 
 _WRITER = """
 import sys
-from greenroute.adapters.sqlite import SqliteCatalog
+from greenroute.adapters.catalog.sqlite import SqliteCatalog
 from greenroute.model import CatalogEntry, EntryState, GridDataSource, SignalKind, utcnow
 db, n = sys.argv[1], int(sys.argv[2])
 catalog = SqliteCatalog(db)

@@ -60,11 +60,11 @@ def boto3_client(config: str | None = None, **kwargs: object) -> object:
 
     Args:
         config: The greenroute config file (default: ``$GREENROUTE_CONFIG``, then ``./greenroute.toml``).
-        **kwargs: Passed to :class:`greenroute.adapters.boto3_client.GreenS3Client`.
+        **kwargs: Passed to :class:`greenroute.adapters.boto3.client.GreenS3Client`.
     """
     import importlib
 
-    module = importlib.import_module("greenroute.adapters.boto3_client")
+    module = importlib.import_module("greenroute.adapters.boto3.client")
     return module.GreenS3Client.from_config(config, **kwargs)
 
 __all__ = [

@@ -172,7 +172,7 @@ class GreenRouter:
             places it afresh and deletes the old copy after the commit.
 
     Example:
-        >>> from greenroute.adapters.sqlite import SqliteCatalog
+        >>> from greenroute.adapters.catalog.sqlite import SqliteCatalog
         >>> from greenroute.profiles import default_backends
         >>> router = GreenRouter(GreenPlacementService(default_backends()), SqliteCatalog(":memory:"))
         >>> result = router.write("demo/hello.txt", b"hello")

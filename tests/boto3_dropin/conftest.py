@@ -24,7 +24,7 @@ from tests.servers.fixtures import azurite_server, moto_server_factory  # noqa: 
 from tests.servers.local import MOTO_KEY, MOTO_SECRET, LocalServer, azure_connection_string
 
 import greenroute
-from greenroute.adapters.boto3_client import GreenS3Client
+from greenroute.adapters.boto3.client import GreenS3Client
 
 #: Best to worst on the embedded annual grid averages.
 REGIONS = ("eu-north-1", "us-west-2", "us-east-1")

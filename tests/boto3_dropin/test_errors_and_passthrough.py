@@ -18,7 +18,7 @@ from tests.boto3_dropin.conftest import AZURE, EAST, NORTH, PREFIX, WEST, Fleet,
 from tests.servers.fixtures import moto_server_factory  # noqa: F401
 from tests.servers.local import MOTO_KEY, MOTO_SECRET, LocalServer
 
-from greenroute.adapters import boto3_client
+from greenroute.adapters.boto3 import client as boto3_client
 from greenroute.errors import InvalidPathError
 
 

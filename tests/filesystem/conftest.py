@@ -19,7 +19,7 @@ import pytest
 from tests.servers.fixtures import azurite_server, moto_server, require_integration  # noqa: F401
 from tests.servers.local import MOTO_KEY, MOTO_SECRET, LocalServer, s3_storage_options
 
-from greenroute.adapters.filesystem import close_routers
+from greenroute.adapters.fsspec.filesystem import close_routers
 
 GREENEST = "north"
 OTHER = "virginia"

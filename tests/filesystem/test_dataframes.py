@@ -27,7 +27,7 @@ from tests.servers.local import (
     s3_storage_options,
 )
 
-from greenroute.adapters.filesystem import GreenRouteFileSystem
+from greenroute.adapters.fsspec.filesystem import GreenRouteFileSystem
 
 Loader = Callable[[str], ModuleType]
 

@@ -27,7 +27,7 @@ from tests.filesystem.conftest import GREENEST, OTHER, S3Setup, unique_name, wri
 from tests.servers.local import closed_port, s3_storage_options
 
 from greenroute import InvalidPathError, NoEligibleBackendError, load_config
-from greenroute.adapters.filesystem import (
+from greenroute.adapters.fsspec.filesystem import (
     GreenRouteFileSystem,
     GreenRouteWriteFile,
     InvalidFsPathError,
@@ -67,12 +67,12 @@ def test_entry_point_serves_greenroute_urls_without_an_import(memory_config: Pat
         "fs = fsspec.filesystem('greenroute')\n"
         "info = fs.info('lake/ep.txt')\n"
         "print(type(fs).__module__, fs.cat_file('lake/ep.txt').decode(), info['greenroute_backend'])\n"
-        "print('greenroute.adapters.filesystem' in sys.modules)\n"
+        "print('greenroute.adapters.fsspec.filesystem' in sys.modules)\n"
     )
     env = {**os.environ, "GREENROUTE_CONFIG": str(memory_config)}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env,
                          cwd=tmp_path)
-    assert out.stdout.split() == ["greenroute.adapters.filesystem", "hello", GREENEST, "True"]
+    assert out.stdout.split() == ["greenroute.adapters.fsspec.filesystem", "hello", GREENEST, "True"]
 
 
 def test_config_comes_from_option_then_env_then_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

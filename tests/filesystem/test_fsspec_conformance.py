@@ -22,7 +22,7 @@ from tests.filesystem.conftest import GREENEST, OTHER, unique_name, write_config
 from tests.servers.local import LocalServer, s3_storage_options
 
 from greenroute import GreenRouter
-from greenroute.adapters.filesystem import GreenRouteFileSystem
+from greenroute.adapters.fsspec.filesystem import GreenRouteFileSystem
 
 
 class _GreenRouteFixtures(AbstractFixtures):  # type: ignore[misc]

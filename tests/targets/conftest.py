@@ -20,8 +20,8 @@ from tests.servers.local import (
     s3_storage_options,
 )
 
-from greenroute.adapters import azure, file, gcs, memory, s3
-from greenroute.adapters._fsspec_target import FsspecTarget
+from greenroute.adapters.storage import azure, file, gcs, memory, s3
+from greenroute.adapters.storage._fsspec_target import FsspecTarget
 from greenroute.model import Backend, Provider
 
 LOCAL_KINDS = ("memory", "file-xattr", "file-sidecar")

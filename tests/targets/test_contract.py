@@ -16,7 +16,7 @@ import pytest
 from tests.servers.local import AZURITE_KEY
 from tests.targets.conftest import CLOUD_KINDS, cloud_target, unique_name
 
-from greenroute.adapters._fsspec_target import FsspecTarget
+from greenroute.adapters.storage._fsspec_target import FsspecTarget
 from greenroute.errors import MetadataNotSupportedError, StorageError, TargetUnavailableError
 from greenroute.ports import METADATA_KEYS, ObjectInfo
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from tests.targets.conftest import build_target, unique_name
 
-from greenroute.adapters.file import FileTarget
+from greenroute.adapters.storage.file import FileTarget
 from greenroute.errors import ConfigError, InvalidPathError, MetadataNotSupportedError
 
 MD = {"greenroute_gco2e": "1.5", "greenroute_path": "ns/a.bin", "team": "data"}

@@ -32,7 +32,7 @@ import httpx
 import tenacity
 
 from greenroute import __version__
-from greenroute.config import SourceSettings
+from greenroute.config import PlacementSettings, SourceSettings
 from greenroute.errors import ConfigError, GridAccessDeniedError, GridDataError, GridDataUnavailableError
 
 __all__ = [
@@ -41,6 +41,7 @@ __all__ = [
     "IntensityPoint",
     "RetryPolicy",
     "Secret",
+    "client_options",
     "env_secret",
     "error_for_status",
     "number",
@@ -431,3 +432,22 @@ def option_int(settings: SourceSettings, key: str, default: int) -> int:
     if value != int(value):
         raise ConfigError(f"expected a whole number, got {value!r}", key=f"sources.{settings.name}.{key}")
     return int(value)
+
+
+def client_options(settings: SourceSettings, placement: PlacementSettings, *,
+                   default_base_url: str) -> dict[str, Any]:
+    """The options every grid client shares, validated from its ``[sources.NAME]`` table.
+
+    ``base_url`` (an http(s) URL), ``timeout_seconds``, ``cache_ttl_seconds`` (default: the
+    ``[placement]`` TTL) and ``max_retries`` (default 3), as keyword arguments for the client.
+    """
+    base_url = settings.options.get("base_url", default_base_url)
+    if not isinstance(base_url, str):
+        raise ConfigError("expected an http:// or https:// URL", key=f"sources.{settings.name}.base_url")
+    ttl = option_float(settings, "cache_ttl_seconds", placement.cache_ttl_seconds)
+    return {
+        "base_url": base_url,
+        "timeout_seconds": option_float(settings, "timeout_seconds", None),
+        "cache_ttl_seconds": ttl if ttl is not None else placement.cache_ttl_seconds,
+        "max_retries": option_int(settings, "max_retries", 3),
+    }

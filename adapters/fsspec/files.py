@@ -1,4 +1,4 @@
-"""The file objects and boundary errors of ``greenroute://`` (see :mod:`greenroute.adapters.filesystem`).
+"""The file objects and boundary errors of ``greenroute://`` (see :mod:`greenroute.adapters.fsspec.filesystem`).
 
 * :class:`GreenRouteWriteFile`: the router's placed-at-open, committed-at-close write, as an fsspec
   file (``tell``, ``commit``/``discard`` for transactions), abandoned on an exception or when dropped.
@@ -15,15 +15,12 @@ import errno
 import io
 from collections.abc import Iterator
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from greenroute.errors import GreenrouteError, InvalidPathError, NoEligibleBackendError
 from greenroute.model import CarbonPlacementDecision, CatalogEntry
 from greenroute.router import WriteResult
 from greenroute.streams import AbandonableWriter
-
-if TYPE_CHECKING:
-    from .filesystem import GreenRouteFileSystem
 
 __all__ = [
     "CodecFile",
@@ -117,14 +114,14 @@ class GreenRouteWriteFile(AbandonableWriter, io.BufferedIOBase):
     closing it abandons the write. Inside ``fs.transaction`` the commit waits for the transaction.
 
     Attributes:
-        fs: The filesystem.
+        fs: The filesystem that opened the file (fsspec files carry it as ``.fs``).
         path: The logical path.
         mode: ``"wb"`` or ``"xb"``.
         decision: The placement decision made at open (``decision.backend_id`` is where it goes).
         result: The router's :class:`~greenroute.router.WriteResult`, once committed.
     """
 
-    def __init__(self, fs: GreenRouteFileSystem, path: str, mode: str, stream: RouterStream, *,
+    def __init__(self, fs: Any, path: str, mode: str, stream: RouterStream, *,
                  autocommit: bool = True) -> None:
         super().__init__()
         self.fs = fs
@@ -190,7 +187,7 @@ class GreenRouteReadFile(io.BufferedIOBase):
     """A read of a committed object, through its backend's own file object (ranged, seekable).
 
     Attributes:
-        fs: The filesystem.
+        fs: The filesystem that opened the file (fsspec files carry it as ``.fs``).
         path: The logical path.
         size: The object's size, from the catalog.
         details: The object's :meth:`GreenRouteFileSystem.info`.
@@ -198,7 +195,7 @@ class GreenRouteReadFile(io.BufferedIOBase):
 
     mode = "rb"
 
-    def __init__(self, fs: GreenRouteFileSystem, entry: CatalogEntry, inner: BinaryIO,
+    def __init__(self, fs: Any, entry: CatalogEntry, inner: BinaryIO,
                  details: dict[str, Any]) -> None:
         super().__init__()
         self.fs = fs

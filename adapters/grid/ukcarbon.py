@@ -38,10 +38,9 @@ from greenroute.model import GridCarbonData, GridDataSource, SignalKind, utcnow
 from ._http import (
     ApiClient,
     RetryPolicy,
+    client_options,
     error_for_status,
     number,
-    option_float,
-    option_int,
     parse_json,
     parse_time,
     transport_error,
@@ -313,17 +312,10 @@ def from_settings(settings: SourceSettings, placement: PlacementSettings) -> UkC
             ``cache_ttl_seconds``, ``max_retries``.
         placement: The ``[placement]`` table; its ``cache_ttl_seconds`` is the default TTL.
     """
-    base_url = settings.options.get("base_url", DEFAULT_BASE_URL)
-    if not isinstance(base_url, str):
-        raise ConfigError("expected an http:// or https:// URL", key="sources.ukcarbon.base_url")
     regions = settings.options.get("regions")
     if regions is not None and not isinstance(regions, Mapping):
         raise ConfigError("expected a table of cloud region = UK region id", key="sources.ukcarbon.regions")
-    ttl = option_float(settings, "cache_ttl_seconds", placement.cache_ttl_seconds)
     return UkCarbonIntensitySource(
         regions=regions,
-        base_url=base_url,
-        timeout_seconds=option_float(settings, "timeout_seconds", None),
-        cache_ttl_seconds=ttl if ttl is not None else placement.cache_ttl_seconds,
-        max_retries=option_int(settings, "max_retries", 3),
+        **client_options(settings, placement, default_base_url=DEFAULT_BASE_URL),
     )

@@ -19,7 +19,7 @@ import sys
 import pytest
 from tests.fakes import FakeWattTime
 
-from greenroute.adapters.watttime import WattTimeGridApiStrategy, lbs_per_mwh_to_g_per_kwh
+from greenroute.adapters.grid.watttime import WattTimeGridApiStrategy, lbs_per_mwh_to_g_per_kwh
 
 _SCRIPT = r"""
 import json, sys

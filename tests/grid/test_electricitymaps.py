@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from tests.fakes import FakeElectricityMaps, FaultKind
 
-from greenroute.adapters._http import RetryPolicy
-from greenroute.adapters.electricitymaps import ElectricityMapsApiStrategy, from_settings
+from greenroute.adapters.grid._http import RetryPolicy
+from greenroute.adapters.grid.electricitymaps import ElectricityMapsApiStrategy, from_settings
 from greenroute.config import PlacementSettings, SourceSettings, parse_config
 from greenroute.errors import GridAccessDeniedError, GridDataError, GridDataUnavailableError, UnknownRegionError
 from greenroute.model import GridDataSource, SignalKind

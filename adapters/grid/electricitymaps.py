@@ -37,7 +37,6 @@ import httpx
 from greenroute.config import PlacementSettings, SourceSettings
 from greenroute.embedded import embedded_data
 from greenroute.errors import (
-    ConfigError,
     GridAccessDeniedError,
     GridDataError,
     GridDataUnavailableError,
@@ -51,12 +50,11 @@ from ._http import (
     IntensityPoint,
     RetryPolicy,
     Secret,
+    client_options,
     env_secret,
     env_var_name,
     error_for_status,
     number,
-    option_float,
-    option_int,
     parse_json,
     parse_time,
     transport_error,
@@ -378,15 +376,8 @@ def from_settings(settings: SourceSettings, placement: PlacementSettings) -> Ele
         placement: The ``[placement]`` table; its ``cache_ttl_seconds`` is the default TTL.
     """
     var = env_var_name(settings, "api_key_env", "ELECTRICITYMAPS_API_KEY")
-    base_url = settings.options.get("base_url", DEFAULT_BASE_URL)
-    if not isinstance(base_url, str):
-        raise ConfigError("expected an http:// or https:// URL", key="sources.electricitymaps.base_url")
-    ttl = option_float(settings, "cache_ttl_seconds", placement.cache_ttl_seconds)
     return ElectricityMapsApiStrategy(
         api_key=env_secret(settings, "api_key_env", "ELECTRICITYMAPS_API_KEY").reveal(),
-        base_url=base_url,
-        timeout_seconds=option_float(settings, "timeout_seconds", None),
-        cache_ttl_seconds=ttl if ttl is not None else placement.cache_ttl_seconds,
-        max_retries=option_int(settings, "max_retries", 3),
+        **client_options(settings, placement, default_base_url=DEFAULT_BASE_URL),
         credentials_hint=f"${var}",
     )

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 from tests.fakes import FakeElectricityMaps, FakeUkCarbonIntensity, FakeWattTime
 
-from greenroute.adapters._http import RetryPolicy
+from greenroute.adapters.grid._http import RetryPolicy
 
 
 class SleepRecorder:

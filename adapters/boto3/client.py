@@ -92,7 +92,7 @@ from greenroute.errors import (
 from greenroute.model import Backend, CatalogEntry, Provider, utcnow
 from greenroute.router import GreenRouter, WriteResult, validate_path
 
-from ._fsspec_target import canonical_metadata, split_root
+from ..storage._fsspec_target import canonical_metadata, split_root
 
 __all__ = ["GreenS3Client"]
 
@@ -387,7 +387,7 @@ class GreenS3Client:
 
     Example:
         >>> from greenroute import GreenPlacementService, GreenRouter
-        >>> from greenroute.adapters.sqlite import SqliteCatalog
+        >>> from greenroute.adapters.catalog.sqlite import SqliteCatalog
         >>> from greenroute.profiles import default_backends
         >>> router = GreenRouter(GreenPlacementService(default_backends()), SqliteCatalog(":memory:"))
         >>> s3 = GreenS3Client(router, owns_router=True)

@@ -19,8 +19,8 @@ import httpx
 import pytest
 from tests.fakes import FakeWattTime, FaultKind
 
-from greenroute.adapters._http import RetryPolicy
-from greenroute.adapters.watttime import (
+from greenroute.adapters.grid._http import RetryPolicy
+from greenroute.adapters.grid.watttime import (
     GRAMS_PER_POUND,
     WattTimeGridApiStrategy,
     from_settings,

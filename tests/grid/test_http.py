@@ -13,7 +13,7 @@ from email.utils import format_datetime
 import httpx
 import pytest
 
-from greenroute.adapters._http import (
+from greenroute.adapters.grid._http import (
     ApiClient,
     RetryPolicy,
     Secret,

@@ -54,7 +54,8 @@ from greenroute.model import CatalogEntry, Provider
 from greenroute.ports import StorageTarget
 from greenroute.router import GreenRouter
 
-from ._fsspec_io import (
+from ..storage._fsspec_target import FsspecTarget
+from .files import (
     PROTOCOL,
     CodecFile,
     GreenRouteReadFile,
@@ -67,7 +68,6 @@ from ._fsspec_io import (
     copy_stream,
     oserrors,
 )
-from ._fsspec_target import FsspecTarget
 
 __all__ = [
     "GreenRouteFileSystem",
@@ -230,7 +230,7 @@ class GreenRouteFileSystem(AbstractFileSystem):  # type: ignore[misc]
 
     Example:
         >>> from greenroute import GreenPlacementService
-        >>> from greenroute.adapters.sqlite import SqliteCatalog
+        >>> from greenroute.adapters.catalog.sqlite import SqliteCatalog
         >>> from greenroute.profiles import default_backends
         >>> router = GreenRouter(GreenPlacementService(default_backends()), SqliteCatalog(":memory:"))
         >>> fs = GreenRouteFileSystem(router=router)

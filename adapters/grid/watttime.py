@@ -48,12 +48,11 @@ from ._http import (
     IntensityPoint,
     RetryPolicy,
     Secret,
+    client_options,
     env_secret,
     env_var_name,
     error_for_status,
     number,
-    option_float,
-    option_int,
     parse_json,
     parse_time,
     transport_error,
@@ -540,17 +539,10 @@ def from_settings(settings: SourceSettings, placement: PlacementSettings) -> Wat
     """
     user_var = env_var_name(settings, "username_env", "WATTTIME_USERNAME")
     pass_var = env_var_name(settings, "password_env", "WATTTIME_PASSWORD")
-    base_url = settings.options.get("base_url", DEFAULT_BASE_URL)
-    if not isinstance(base_url, str):
-        raise ConfigError("expected an http:// or https:// URL", key="sources.watttime.base_url")
-    ttl = option_float(settings, "cache_ttl_seconds", placement.cache_ttl_seconds)
     return WattTimeGridApiStrategy(
         username=env_secret(settings, "username_env", "WATTTIME_USERNAME").reveal(),
         password=env_secret(settings, "password_env", "WATTTIME_PASSWORD").reveal(),
-        base_url=base_url,
-        timeout_seconds=option_float(settings, "timeout_seconds", None),
-        cache_ttl_seconds=ttl if ttl is not None else placement.cache_ttl_seconds,
-        max_retries=option_int(settings, "max_retries", 3),
+        **client_options(settings, placement, default_base_url=DEFAULT_BASE_URL),
         credentials_hint=f"${user_var} and ${pass_var}",
     )
 

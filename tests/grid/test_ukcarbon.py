@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from tests.fakes import FakeUkCarbonIntensity, FaultKind
 
-from greenroute.adapters._http import RetryPolicy
-from greenroute.adapters.ukcarbon import UkCarbonIntensitySource, from_settings
+from greenroute.adapters.grid._http import RetryPolicy
+from greenroute.adapters.grid.ukcarbon import UkCarbonIntensitySource, from_settings
 from greenroute.config import PlacementSettings, SourceSettings
 from greenroute.errors import ConfigError, GridDataUnavailableError, UnknownRegionError
 from greenroute.model import GridDataSource, SignalKind
