@@ -1,10 +1,18 @@
 """The SQLite catalog: greenroute's embedded default, at ``catalog.url = "sqlite:///path/catalog.db"``.
 
-One table holds every entry, pending or committed, keyed by decision id; a partial unique index
-allows at most one committed entry per path, so the catalog can never show two live copies.
-The database runs in WAL mode, so readers never block the writer, and every write transaction
-starts with ``BEGIN IMMEDIATE`` under a busy timeout, so concurrent writers in one process (one
-connection per thread) and across processes on one machine queue instead of failing.
+One table holds every entry (the ledger): pending reservations, the committed live entry of each
+path, and closed entries (overwritten, deleted or moved), keyed by decision id. A partial unique
+index allows at most one committed entry per path, so the catalog can never show two live copies.
+
+A write commits in one transaction (:meth:`SqliteCatalog.commit`): a compare-and-set against the
+live entry the write saw, which closes that entry and inserts the new one. The database runs in WAL
+mode with ``synchronous = NORMAL``, so readers never block the writer, and every write transaction
+starts with ``BEGIN IMMEDIATE`` under a busy timeout, so writers in one process (one connection
+per thread) and across processes on one machine queue instead of failing. A lock held past the
+timeout is a :class:`~greenroute.errors.CatalogUnavailableError`, never a ``sqlite3`` error.
+
+The schema carries a version (``PRAGMA user_version``) and forward migrations, run on first use
+under the same write lock, so two processes opening a new file at once cannot race.
 
 Listing by prefix is a range scan on the path index (``path >= prefix AND path < prefix_end``),
 so a lookup or listing costs O(log n) plus the rows returned.
@@ -16,40 +24,83 @@ import builtins
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
-from greenroute.errors import ConfigError
-from greenroute.model import CatalogEntry, EntryState, GridDataSource, SignalKind, utcnow
+from greenroute.errors import CatalogError, CatalogUnavailableError, CommitConflictError, ConfigError
+from greenroute.model import CatalogEntry, EntryState, utcnow
+from greenroute.ports import Placement
+
+from ._rows import COLUMNS, entry_from_row, prefix_end, row_from_entry
 
 __all__ = ["SqliteCatalog", "from_url"]
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS entries (
-    decision_id  TEXT PRIMARY KEY,
-    path         TEXT NOT NULL,
-    state        TEXT NOT NULL CHECK (state IN ('pending', 'committed')),
-    backend_id   TEXT NOT NULL,
-    url          TEXT NOT NULL,
-    size         INTEGER NOT NULL,
-    etag         TEXT,
-    write_gco2e  REAL NOT NULL,
-    gco2e_month  REAL NOT NULL,
-    intensity    REAL NOT NULL,
-    signal       TEXT NOT NULL,
-    source       TEXT NOT NULL,
-    failovers    TEXT NOT NULL DEFAULT '',
-    created_at   TEXT NOT NULL,
-    updated_at   TEXT NOT NULL
+_SCHEMA_VERSION = 2
+
+_TABLE = """
+CREATE TABLE entries (
+    decision_id          TEXT PRIMARY KEY,
+    path                 TEXT NOT NULL,
+    state                TEXT NOT NULL CHECK (state IN ('pending', 'committed', 'closed')),
+    backend_id           TEXT NOT NULL,
+    url                  TEXT NOT NULL,
+    size                 INTEGER NOT NULL,
+    etag                 TEXT,
+    write_gco2e          REAL NOT NULL,
+    gco2e_month          REAL NOT NULL,
+    intensity            REAL NOT NULL,
+    signal               TEXT NOT NULL,
+    source               TEXT NOT NULL,
+    failovers            TEXT NOT NULL DEFAULT '',
+    created_at           TEXT NOT NULL,
+    updated_at           TEXT NOT NULL,
+    region               TEXT,
+    grid_zone            TEXT,
+    observed_at          TEXT,
+    is_estimated         INTEGER NOT NULL DEFAULT 0,
+    is_stale             INTEGER NOT NULL DEFAULT 0,
+    fallback             INTEGER NOT NULL DEFAULT 0,
+    model_version        TEXT,
+    retention_days       REAL,
+    baseline_backend     TEXT,
+    baseline_write_gco2e REAL,
+    baseline_gco2e_month REAL,
+    baseline_note        TEXT,
+    closed_at            TEXT,
+    closed_reason        TEXT,
+    moves                TEXT NOT NULL DEFAULT ''
 );
-CREATE UNIQUE INDEX IF NOT EXISTS entries_committed_path ON entries (path) WHERE state = 'committed';
-CREATE INDEX IF NOT EXISTS entries_path ON entries (path);
+CREATE UNIQUE INDEX entries_committed_path ON entries (path) WHERE state = 'committed';
+CREATE INDEX entries_path ON entries (path);
+CREATE INDEX entries_created ON entries (created_at);
 """
 
-_COLUMNS = ("decision_id, path, state, backend_id, url, size, etag, write_gco2e, gco2e_month, intensity, "
-            "signal, source, failovers, created_at, updated_at")
+#: Forward migrations: version -> the statements that take the schema from version - 1 to it.
+_MIGRATIONS: dict[int, str] = {
+    # 1 -> 2: the ledger. Closed entries stay as history, so the state CHECK changes, which SQLite
+    # can only do by rebuilding the table.
+    2: _TABLE.replace("CREATE TABLE entries", "CREATE TABLE entries_v2")
+              .replace(" ON entries ", " ON entries_v2 ")
+              .replace("entries_committed_path", "entries_v2_committed_path")
+              .replace("entries_path", "entries_v2_path").replace("entries_created", "entries_v2_created")
+    + """
+INSERT INTO entries_v2 (decision_id, path, state, backend_id, url, size, etag, write_gco2e, gco2e_month, intensity,
+                        signal, source, failovers, created_at, updated_at)
+    SELECT decision_id, path, state, backend_id, url, size, etag, write_gco2e, gco2e_month, intensity,
+           signal, source, failovers, created_at, updated_at FROM entries;
+DROP TABLE entries;
+ALTER TABLE entries_v2 RENAME TO entries;
+""",
+}
+
+_INSERT = (f"INSERT INTO entries ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}) "
+           "ON CONFLICT (decision_id) DO UPDATE SET "
+           + ", ".join(f"{c} = excluded.{c}" for c in COLUMNS if c != "decision_id"))
+_SELECT = f"SELECT {', '.join(COLUMNS)} FROM entries"
+_CLOSE = "UPDATE entries SET state = 'closed', closed_at = ?, closed_reason = ?, updated_at = ? WHERE decision_id = ?"
 
 
 def from_url(url: str) -> SqliteCatalog:
@@ -71,7 +122,8 @@ class SqliteCatalog:
 
     Args:
         path: The database file (created with its folder if missing), or ``":memory:"``.
-        busy_timeout_ms: How long a writer waits for another process's transaction.
+        busy_timeout_ms: How long a writer waits for another process's transaction before
+            :class:`~greenroute.errors.CatalogUnavailableError`.
 
     Example:
         >>> catalog = SqliteCatalog(":memory:")
@@ -86,18 +138,19 @@ class SqliteCatalog:
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._memory = self.path == ":memory:"
-        if self._memory:
-            # One shared connection: every thread must see the same in-memory database.
-            self._shared: sqlite3.Connection | None = self._connect()
-        else:
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            self._shared = None
-        self._db().executescript(_SCHEMA)  # idempotent; executescript manages its own transaction
+        with self._errors():
+            if self._memory:
+                # One shared connection: every thread must see the same in-memory database.
+                self._shared: sqlite3.Connection | None = self._connect()
+            else:
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+                self._shared = None
+            self._migrate()
 
     def __repr__(self) -> str:
         return f"SqliteCatalog({self.path!r})"
 
-    # -- connections ------------------------------------------------------------------------
+    # -- connections and errors ---------------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=self._busy_timeout_ms / 1000, isolation_level=None,
@@ -119,10 +172,25 @@ class SqliteCatalog:
         return db
 
     @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """Turn ``sqlite3`` errors into greenroute's, keeping the cause."""
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            text = str(exc)
+            if "locked" in text or "busy" in text:
+                raise CatalogUnavailableError(
+                    f"catalog {self.path} stayed locked by another writer for over {self._busy_timeout_ms} ms "
+                    f"({text})") from exc
+            raise CatalogError(f"catalog {self.path}: {text}") from exc
+        except sqlite3.Error as exc:
+            raise CatalogError(f"catalog {self.path}: {exc}") from exc
+
+    @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         db = self._db()
         guard = self._lock if self._shared is not None else _NULL_LOCK
-        with guard:
+        with self._errors(), guard:
             db.execute("BEGIN IMMEDIATE")
             try:
                 yield db
@@ -133,46 +201,74 @@ class SqliteCatalog:
 
     def _read(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
         guard = self._lock if self._shared is not None else _NULL_LOCK
-        with guard:
+        with self._errors(), guard:
             return list(self._db().execute(sql, params))
+
+    def _migrate(self) -> None:
+        if int(self._db().execute("PRAGMA user_version").fetchone()[0]) == _SCHEMA_VERSION:
+            return  # current: opening takes no write lock
+        with self._write() as db:
+            version = int(db.execute("PRAGMA user_version").fetchone()[0])
+            if version == 0:
+                exists = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'entries'").fetchone()
+                if exists is None:
+                    _script(db, _TABLE)
+                    version = _SCHEMA_VERSION
+                else:
+                    version = 1  # the first release had no version number
+            if version > _SCHEMA_VERSION:
+                raise CatalogError(f"catalog {self.path} has schema version {version}, newer than this greenroute "
+                                   f"knows ({_SCHEMA_VERSION}); upgrade greenroute")
+            for step in range(version + 1, _SCHEMA_VERSION + 1):
+                _script(db, _MIGRATIONS[step])
+            db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
 
     # -- the Catalog protocol ---------------------------------------------------------------
 
-    def begin(self, entry: CatalogEntry) -> None:
-        """Record a pending write."""
-        pending = _replace_state(entry, EntryState.PENDING)
-        with self._write() as db:
-            db.execute(f"INSERT INTO entries ({_COLUMNS}) VALUES ({', '.join('?' * 15)})", _row(pending))
+    def placement(self, path: str) -> Placement | None:
+        """The path's live entry, in brief."""
+        rows = self._read("SELECT decision_id, backend_id, url FROM entries WHERE path = ? AND state = 'committed'",
+                          (path,))
+        return Placement(str(rows[0][0]), str(rows[0][1]), str(rows[0][2])) if rows else None
 
-    def commit(self, decision_id: str, *, size: int, etag: str | None, write_gco2e: float,
-               gco2e_month: float) -> tuple[CatalogEntry, CatalogEntry | None]:
-        """Make a pending write the path's one committed entry; returns it and the one it replaced."""
-        now = utcnow().isoformat()
+    def commit(self, entry: CatalogEntry, *, expected: str | None) -> tuple[CatalogEntry, CatalogEntry | None]:
+        """Make ``entry`` the live entry of its path if the live entry is still ``expected``."""
+        now = utcnow()
+        committed = replace(entry, state=EntryState.COMMITTED, closed_at=None, closed_reason=None)
         with self._write() as db:
-            row = db.execute(f"SELECT {_COLUMNS} FROM entries WHERE decision_id = ? AND state = 'pending'",
-                             (decision_id,)).fetchone()
-            if row is None:
-                raise KeyError(decision_id)
-            path = row[1]
-            old = db.execute(f"SELECT {_COLUMNS} FROM entries WHERE path = ? AND state = 'committed'",
-                             (path,)).fetchone()
-            if old is not None:
-                db.execute("DELETE FROM entries WHERE decision_id = ?", (old[0],))
-            db.execute("UPDATE entries SET state = 'committed', size = ?, etag = ?, write_gco2e = ?, "
-                       "gco2e_month = ?, updated_at = ? WHERE decision_id = ?",
-                       (size, etag, write_gco2e, gco2e_month, now, decision_id))
-            new = db.execute(f"SELECT {_COLUMNS} FROM entries WHERE decision_id = ?", (decision_id,)).fetchone()
-        return _entry(new), (_entry(old) if old is not None else None)
+            old = _live(db, entry.path)
+            if (old.decision_id if old is not None else None) != expected:
+                raise CommitConflictError(entry.path, _brief(old))
+            if old is not None and old.decision_id != entry.decision_id:
+                db.execute(_CLOSE, (now.isoformat(), "overwritten", now.isoformat(), old.decision_id))
+            db.execute(_INSERT, row_from_entry(committed))
+        return committed, (old if old is not None and old.decision_id != entry.decision_id else None)
+
+    def begin(self, entry: CatalogEntry) -> None:
+        """Reserve the path for an exclusive create."""
+        pending = replace(entry, state=EntryState.PENDING)
+        with self._write() as db:
+            taken = db.execute("SELECT state FROM entries WHERE path = ? AND state IN ('committed', 'pending')",
+                               (entry.path,)).fetchone()
+            if taken is not None:
+                raise FileExistsError(17, f"already {'exists' if taken[0] == 'committed' else 'being created'}",
+                                      entry.path)
+            db.execute(_INSERT, row_from_entry(pending))
 
     def abort(self, decision_id: str) -> None:
-        """Forget a pending write."""
+        """Forget a reservation."""
         with self._write() as db:
             db.execute("DELETE FROM entries WHERE decision_id = ? AND state = 'pending'", (decision_id,))
 
     def lookup(self, path: str) -> CatalogEntry | None:
         """The committed entry for ``path``."""
-        rows = self._read(f"SELECT {_COLUMNS} FROM entries WHERE path = ? AND state = 'committed'", (path,))
-        return _entry(rows[0]) if rows else None
+        rows = self._read(f"{_SELECT} WHERE path = ? AND state = 'committed'", (path,))
+        return entry_from_row(rows[0]) if rows else None
+
+    def decision(self, decision_id: str) -> CatalogEntry | None:
+        """The entry of one decision, in any state."""
+        rows = self._read(f"{_SELECT} WHERE decision_id = ?", (decision_id,))
+        return entry_from_row(rows[0]) if rows else None
 
     def list(self, prefix: str = "", *, start_after: str | None = None,
              limit: int | None = None) -> list[CatalogEntry]:
@@ -181,40 +277,80 @@ class SqliteCatalog:
         params: list[object] = []
         if prefix:
             where.append("path >= ? AND path < ?")
-            params += [prefix, _prefix_end(prefix)]
+            params += [prefix, prefix_end(prefix)]
         if start_after is not None:
             where.append("path > ?")
             params.append(start_after)
-        sql = f"SELECT {_COLUMNS} FROM entries WHERE {' AND '.join(where)} ORDER BY path"
+        sql = f"{_SELECT} WHERE {' AND '.join(where)} ORDER BY path"
         if limit is not None:
             sql += " LIMIT ?"
             params.append(max(0, int(limit)))
-        return [_entry(r) for r in self._read(sql, tuple(params))]
+        return [entry_from_row(r) for r in self._read(sql, tuple(params))]
 
-    def remove(self, path: str) -> CatalogEntry | None:
-        """Drop the committed entry for ``path``."""
+    def remove(self, path: str, *, expected: str | None = None, reason: str = "deleted") -> CatalogEntry | None:
+        """Close the live entry of ``path`` (if it is still ``expected``, when given)."""
+        now = utcnow().isoformat()
         with self._write() as db:
-            row = db.execute(f"SELECT {_COLUMNS} FROM entries WHERE path = ? AND state = 'committed'",
-                             (path,)).fetchone()
-            if row is not None:
-                db.execute("DELETE FROM entries WHERE decision_id = ?", (row[0],))
-        return _entry(row) if row is not None else None
+            old = _live(db, path)
+            if expected is not None and (old is None or old.decision_id != expected):
+                raise CommitConflictError(path, _brief(old))
+            if old is not None:
+                db.execute(_CLOSE, (now, reason, now, old.decision_id))
+        return old
 
     def pending(self) -> builtins.list[CatalogEntry]:
         """Every pending entry, oldest first."""
-        rows = self._read(f"SELECT {_COLUMNS} FROM entries WHERE state = 'pending' ORDER BY created_at")
-        return [_entry(r) for r in rows]
+        return [entry_from_row(r) for r in self._read(f"{_SELECT} WHERE state = 'pending' ORDER BY created_at")]
 
     def put(self, entry: CatalogEntry) -> None:
-        """Insert or replace the committed entry for ``entry.path``."""
-        committed = _replace_state(entry, EntryState.COMMITTED)
+        """Make ``entry`` the live entry for its path, closing any other."""
+        now = utcnow().isoformat()
+        committed = replace(entry, state=EntryState.COMMITTED, closed_at=None, closed_reason=None)
         with self._write() as db:
-            db.execute("DELETE FROM entries WHERE (path = ? AND state = 'committed') OR decision_id = ?",
-                       (entry.path, entry.decision_id))
-            db.execute(f"INSERT INTO entries ({_COLUMNS}) VALUES ({', '.join('?' * 15)})", _row(committed))
+            old = _live(db, entry.path)
+            if old is not None and old.decision_id != entry.decision_id:
+                db.execute(_CLOSE, (now, "replaced", now, old.decision_id))
+            db.execute("DELETE FROM entries WHERE decision_id = ? AND state = 'pending'", (entry.decision_id,))
+            db.execute(_INSERT, row_from_entry(committed))
+
+    def swap(self, entries: Iterable[CatalogEntry], *, keep_backends: Iterable[str] = ()) -> builtins.list[str]:
+        """Replace the live entries with ``entries`` in one transaction, keeping those on ``keep_backends``."""
+        now = utcnow().isoformat()
+        keep = sorted(set(keep_backends))
+        marks = ", ".join("?" * len(keep))
+        left_out: builtins.list[str] = []
+        with self._write() as db:
+            kept = {str(r[0]) for r in db.execute(
+                f"SELECT path FROM entries WHERE state = 'committed' AND backend_id IN ({marks})", keep)}
+            db.execute(f"UPDATE entries SET state = 'closed', closed_at = ?, closed_reason = 'reindexed', "
+                       f"updated_at = ? WHERE state = 'committed' AND backend_id NOT IN ({marks})", (now, now, *keep))
+            for entry in entries:
+                if entry.path in kept:
+                    left_out.append(entry.path)
+                    continue
+                committed = replace(entry, state=EntryState.COMMITTED, closed_at=None, closed_reason=None)
+                db.execute(_INSERT, row_from_entry(committed))
+        return left_out
+
+    def history(self, prefix: str = "", *, since: datetime | None = None,
+                until: datetime | None = None) -> Iterator[CatalogEntry]:
+        """Committed and closed entries under ``prefix`` whose at-rest period overlaps ``[since, until)``."""
+        where = ["state IN ('committed', 'closed')"]
+        params: list[object] = []
+        if prefix:
+            where.append("path >= ? AND path < ?")
+            params += [prefix, prefix_end(prefix)]
+        if until is not None:
+            where.append("created_at < ?")
+            params.append(until.isoformat())
+        if since is not None:
+            where.append("(closed_at IS NULL OR closed_at > ?)")
+            params.append(since.isoformat())
+        rows = self._read(f"{_SELECT} WHERE {' AND '.join(where)} ORDER BY created_at", tuple(params))
+        return (entry_from_row(r) for r in rows)
 
     def clear(self) -> None:
-        """Drop every entry."""
+        """Drop every entry, history included."""
         with self._write() as db:
             db.execute("DELETE FROM entries")
 
@@ -244,29 +380,17 @@ class _NullLock:
 _NULL_LOCK = _NullLock()
 
 
-def _prefix_end(prefix: str) -> str:
-    """The smallest string greater than every string starting with ``prefix``."""
-    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+def _script(db: sqlite3.Connection, script: str) -> None:
+    """Run ``script`` statement by statement inside the caller's transaction (executescript would commit)."""
+    for statement in script.split(";"):
+        if statement.strip():
+            db.execute(statement)
 
 
-def _replace_state(entry: CatalogEntry, state: EntryState) -> CatalogEntry:
-    from dataclasses import replace
-
-    return replace(entry, state=state)
-
-
-def _row(e: CatalogEntry) -> tuple[object, ...]:
-    return (e.decision_id, e.path, e.state.value, e.backend_id, e.url, e.size, e.etag, e.write_gco2e,
-            e.gco2e_month, e.carbon_intensity_g_per_kwh, e.signal.value, e.source.value,
-            "\n".join(e.failovers), e.created_at.isoformat(), e.updated_at.isoformat())
+def _live(db: sqlite3.Connection, path: str) -> CatalogEntry | None:
+    row = db.execute(f"{_SELECT} WHERE path = ? AND state = 'committed'", (path,)).fetchone()
+    return entry_from_row(row) if row is not None else None
 
 
-def _entry(r: tuple[object, ...]) -> CatalogEntry:
-    failovers = str(r[12])
-    return CatalogEntry(
-        decision_id=str(r[0]), path=str(r[1]), state=EntryState(str(r[2])), backend_id=str(r[3]), url=str(r[4]),
-        size=int(str(r[5])), etag=None if r[6] is None else str(r[6]), write_gco2e=float(str(r[7])),
-        gco2e_month=float(str(r[8])), carbon_intensity_g_per_kwh=float(str(r[9])), signal=SignalKind(str(r[10])),
-        source=GridDataSource(str(r[11])), failovers=tuple(failovers.split("\n")) if failovers else (),
-        created_at=datetime.fromisoformat(str(r[13])), updated_at=datetime.fromisoformat(str(r[14])),
-    )
+def _brief(entry: CatalogEntry | None) -> Placement | None:
+    return Placement(entry.decision_id, entry.backend_id, entry.url) if entry is not None else None

@@ -18,7 +18,11 @@ boundary, the matching builtin :class:`OSError` subclass)::
         ├── TargetUnavailableError   connection error, timeout or 5xx: worth failing over
         │                            (also a ConnectionError)
         ├── MetadataNotSupportedError the target cannot store greenroute's metadata
-        └── AllBackendsFailedError   every candidate failed; nothing was left behind
+        ├── AllBackendsFailedError   every candidate failed; nothing was left behind
+        └── ConcurrentWriteError     another writer's bytes replaced this write's before it committed
+    CatalogError                     the catalog could not be read or written (also an OSError)
+    └── CatalogUnavailableError      locked past its timeout, unreachable, or restarting
+    CommitConflictError              a commit's compare-and-set lost to another writer (the router retries)
 
 :class:`UnknownRegionError` is a :class:`ConfigError` because an unknown region nearly always
 comes from configuration or a command-line argument.
@@ -30,6 +34,10 @@ from collections.abc import Mapping, Sequence
 
 __all__ = [
     "AllBackendsFailedError",
+    "CatalogError",
+    "CatalogUnavailableError",
+    "CommitConflictError",
+    "ConcurrentWriteError",
     "ConfigError",
     "GreenrouteError",
     "GridAccessDeniedError",
@@ -167,3 +175,36 @@ class AllBackendsFailedError(StorageError):
         self.failures = dict(failures)
         detail = "; ".join(f"{b}: {why}" for b, why in self.failures.items())
         super().__init__(f"every candidate backend failed ({detail})")
+
+
+class ConcurrentWriteError(StorageError):
+    """Another writer stored the same path on the same backend after this write, and this write cannot be
+    replayed (a stream): it was not acknowledged, and the object holds the other writer's bytes."""
+
+
+class CatalogError(GreenrouteError, OSError):
+    """The catalog could not be read or written. The driver's own error is kept as ``__cause__``.
+
+    Messages name the catalog by host, port and database or by file, never with a password.
+    """
+
+
+class CatalogUnavailableError(CatalogError):
+    """The catalog is locked past its timeout, unreachable, or restarting: worth retrying later."""
+
+
+class CommitConflictError(GreenrouteError):
+    """A commit's compare-and-set failed: the path's live entry is no longer the one the write saw.
+
+    The router resolves it (it re-reads the path and retries, or rewrites its bytes); callers of
+    :class:`~greenroute.GreenRouter` never see it.
+
+    Attributes:
+        path: The logical path.
+        current: The path's live placement now (``None`` when it has none).
+    """
+
+    def __init__(self, path: str, current: object) -> None:
+        self.path = path
+        self.current = current
+        super().__init__(f"{path}: the catalog entry changed under this write")

@@ -369,6 +369,7 @@ class EntryState(enum.StrEnum):
 
     PENDING = "pending"
     COMMITTED = "committed"
+    CLOSED = "closed"  # overwritten, deleted or moved: kept as ledger history
 
 
 @dataclass(frozen=True, slots=True)
@@ -387,10 +388,26 @@ class CatalogEntry:
         signal: The signal kind of that intensity.
         source: The grid data source of that intensity.
         decision_id: The placement decision (also the entry's unique id).
-        state: Pending until the object is written, then committed.
-        created_at: When the entry was begun.
+        state: Pending (an exclusive create's reservation), committed (the path's live entry), or closed
+            (overwritten, deleted or moved; kept as ledger history).
+        created_at: When the entry was committed (its at-rest period starts here).
         updated_at: When it last changed.
         failovers: Backends that failed before this one, with what failed.
+        region: The backend's region, as placed.
+        grid_zone: The grid zone the intensity describes.
+        observed_at: When the intensity was true.
+        is_estimated: The intensity was an estimate or an annual average.
+        is_stale: The intensity was a cached value served because its source failed.
+        fallback: The decision fell back from the configured live sources.
+        model_version: The carbon model that made the estimates.
+        retention_days: The retention the caller declared, if any.
+        baseline_backend: The backend the ledger compares this write with.
+        baseline_write_gco2e: What the write would have emitted there (same signal kind and model).
+        baseline_gco2e_month: What it would have emitted there per month at rest.
+        baseline_note: Why there is no baseline, when there is none.
+        closed_at: When the at-rest period ended (overwrite, delete or move).
+        closed_reason: ``overwritten``, ``deleted``, ``moved`` or ``reindexed``.
+        moves: The rebalance moves this object has made, one JSON object each.
     """
 
     path: str
@@ -408,6 +425,21 @@ class CatalogEntry:
     created_at: datetime
     updated_at: datetime
     failovers: tuple[str, ...] = ()
+    region: str | None = None
+    grid_zone: str | None = None
+    observed_at: datetime | None = None
+    is_estimated: bool = False
+    is_stale: bool = False
+    fallback: bool = False
+    model_version: str | None = None
+    retention_days: float | None = None
+    baseline_backend: str | None = None
+    baseline_write_gco2e: float | None = None
+    baseline_gco2e_month: float | None = None
+    baseline_note: str | None = None
+    closed_at: datetime | None = None
+    closed_reason: str | None = None
+    moves: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -417,7 +449,12 @@ class CatalogEntry:
             "carbon_intensity_g_per_kwh": self.carbon_intensity_g_per_kwh, "signal": self.signal.value,
             "source": self.source.value, "decision_id": self.decision_id, "state": self.state.value,
             "created_at": _iso(self.created_at), "updated_at": _iso(self.updated_at),
-            "failovers": list(self.failovers),
+            "failovers": list(self.failovers), "region": self.region, "grid_zone": self.grid_zone,
+            "observed_at": _iso(self.observed_at), "is_estimated": self.is_estimated, "is_stale": self.is_stale,
+            "fallback": self.fallback, "model_version": self.model_version, "retention_days": self.retention_days,
+            "baseline_backend": self.baseline_backend, "baseline_write_gco2e": self.baseline_write_gco2e,
+            "baseline_gco2e_month": self.baseline_gco2e_month, "baseline_note": self.baseline_note,
+            "closed_at": _iso(self.closed_at), "closed_reason": self.closed_reason, "moves": list(self.moves),
         }
 
 

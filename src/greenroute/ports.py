@@ -6,14 +6,14 @@ The core never imports an adapter; configuration picks adapters by name and hand
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import IO, BinaryIO, Protocol, runtime_checkable
+from typing import IO, BinaryIO, NamedTuple, Protocol, runtime_checkable
 
 from .model import Backend, CatalogEntry, GridCarbonData, SignalKind
 
-__all__ = ["METADATA_KEYS", "Catalog", "GridSource", "ObjectInfo", "StorageTarget", "WriteStream"]
+__all__ = ["METADATA_KEYS", "Catalog", "GridSource", "ObjectInfo", "Placement", "StorageTarget", "WriteStream"]
 
 
 @runtime_checkable
@@ -170,37 +170,62 @@ class StorageTarget(Protocol):
 # -- catalog ------------------------------------------------------------------------------------
 
 
-class Catalog(Protocol):
-    """Where every logical path lives. Writes are two-phase: :meth:`begin`, write, :meth:`commit`.
+class Placement(NamedTuple):
+    """Where a path's live entry is: the cheapest answer a catalog gives before a write."""
 
-    Readers see only committed entries, and at most one per path. A pending entry that was
-    never committed (a crash between the object write and the commit) is found by
-    :meth:`pending` and repaired by ``greenroute fsck``.
+    decision_id: str
+    backend_id: str
+    url: str
+
+
+class Catalog(Protocol):
+    """Where every logical path lives, and the carbon ledger of everything ever committed.
+
+    A write costs one durable transaction: :meth:`commit`, a compare-and-set against the live entry
+    the write saw (:meth:`placement`) before it stored its object. Readers see only committed entries,
+    at most one per path. An overwrite, delete or move closes the old entry (it stays as history).
+    Objects are self-describing, so a crash between the object write and the commit leaves an object
+    that ``fsck`` adopts or removes and ``probe`` adopts; no pending record is needed for that.
+    Pending entries are exclusive creates' reservations.
     """
 
-    def begin(self, entry: CatalogEntry) -> None:
-        """Record a pending write (keyed by ``entry.decision_id``)."""
+    def placement(self, path: str) -> Placement | None:
+        """The path's live entry, in brief (one indexed read)."""
         ...
 
-    def commit(self, decision_id: str, *, size: int, etag: str | None, write_gco2e: float,
-               gco2e_month: float) -> tuple[CatalogEntry, CatalogEntry | None]:
-        """Make a pending write the path's one committed entry.
+    def commit(self, entry: CatalogEntry, *, expected: str | None) -> tuple[CatalogEntry, CatalogEntry | None]:
+        """Make ``entry`` the path's live entry, if the live entry is still ``expected``.
+
+        Args:
+            entry: The new entry (its state is set to committed).
+            expected: The decision id of the live entry the write saw, or ``None`` if it saw none.
 
         Returns:
-            The committed entry, and the entry it replaced (if the path had one), so the caller
-            can delete a replaced object that lives elsewhere.
+            The committed entry, and the entry it closed (if the path had one).
 
         Raises:
-            KeyError: No pending entry has that decision id.
+            greenroute.errors.CommitConflictError: The live entry is another; ``current`` says which.
+        """
+        ...
+
+    def begin(self, entry: CatalogEntry) -> None:
+        """Reserve a path for an exclusive create (a pending entry keyed by ``entry.decision_id``).
+
+        Raises:
+            FileExistsError: The path has a live entry or another reservation.
         """
         ...
 
     def abort(self, decision_id: str) -> None:
-        """Forget a pending write. Unknown ids are ignored."""
+        """Forget a reservation. Unknown ids are ignored."""
         ...
 
     def lookup(self, path: str) -> CatalogEntry | None:
         """The committed entry for ``path``."""
+        ...
+
+    def decision(self, decision_id: str) -> CatalogEntry | None:
+        """The entry of one decision, in any state (``fsck`` tells a closed write from a lost one)."""
         ...
 
     def list(self, prefix: str = "", *, start_after: str | None = None,
@@ -214,8 +239,12 @@ class Catalog(Protocol):
         """
         ...
 
-    def remove(self, path: str) -> CatalogEntry | None:
-        """Drop the committed entry for ``path``; returns it."""
+    def remove(self, path: str, *, expected: str | None = None, reason: str = "deleted") -> CatalogEntry | None:
+        """Close the live entry of ``path`` (if it is still ``expected``, when given); returns it.
+
+        Raises:
+            greenroute.errors.CommitConflictError: ``expected`` was given and the live entry is another.
+        """
         ...
 
     def pending(self) -> builtins.list[CatalogEntry]:
@@ -223,11 +252,28 @@ class Catalog(Protocol):
         ...
 
     def put(self, entry: CatalogEntry) -> None:
-        """Insert or replace a committed entry directly (used by ``reindex``)."""
+        """Make ``entry`` the live entry for its path unconditionally (``probe``, ``fsck`` adoption)."""
+        ...
+
+    def swap(self, entries: Iterable[CatalogEntry], *, keep_backends: Iterable[str] = ()) -> builtins.list[str]:
+        """Replace every live entry with ``entries`` in one transaction (``reindex``).
+
+        Live entries on ``keep_backends`` (backends that could not be listed) are kept, and a rebuilt
+        entry for a path that one of them holds is left out.
+
+        Returns:
+            The paths left out because a kept entry holds them.
+        """
+        ...
+
+    def history(self, prefix: str = "", *, since: datetime | None = None,
+                until: datetime | None = None) -> Iterator[CatalogEntry]:
+        """Every committed or closed entry (the ledger) under ``prefix`` whose at-rest period overlaps
+        ``[since, until)``, oldest first."""
         ...
 
     def clear(self) -> None:
-        """Drop every entry (used by ``reindex``)."""
+        """Drop every entry, history included."""
         ...
 
     def close(self) -> None:

@@ -2,15 +2,22 @@
 
 A write goes::
 
+    seen = catalog.placement(path)                  -> the live entry this write replaces (a read)
     decision = placement.select_greenest_backend(candidates, size, retention)
-    catalog.begin(entry)                            -> "pending"
     target.write(path, data, carbon metadata)       -> the object, self-describing
-    catalog.commit(...)                             -> "committed" (and the replaced copy is deleted)
+    catalog.commit(entry, expected=seen)            -> one transaction: compare-and-set on the live entry
 
-On a fault worth failing over (connection error, timeout, 5xx) the backend is marked unhealthy,
-the pending entry is dropped, and the write goes to the next-best candidate; the decision and
-the catalog entry record the failover. Any other error is raised (as an ``OSError``) after the
-pending entry is dropped, so neither the catalog nor a backend keeps a half-written object.
+The commit is the one durable catalog transaction of a write. If another writer committed the path
+in between, the compare-and-set fails and the router re-reads: when the other entry names the same
+physical object, the object's own ``greenroute_decision`` says whose bytes it holds, and a buffered
+write whose bytes were overwritten stores them again before it commits, so the catalog always names
+the decision whose bytes the object holds. A replaced copy elsewhere is deleted only while it still
+carries the replaced decision. A crash before the commit leaves a self-describing object that
+``fsck`` adopts (or removes, when a newer entry holds the path) and ``probe`` adopts.
+
+On a fault worth failing over (connection error, timeout, 5xx) the backend is marked unhealthy and
+the write goes to the next-best candidate; the decision and the catalog entry record the failover.
+Any other error is raised (as an ``OSError``), and nothing is committed.
 
 A read goes ``catalog.lookup -> target.open``; placement is not involved.
 
@@ -26,14 +33,19 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Callable, Mapping, Sequence
+import unicodedata
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from importlib.metadata import entry_points
 from typing import IO, Any, BinaryIO, Literal, TypeVar
 
+from .carbon import CarbonEstimate
 from .config import GreenrouteConfig, load_config
 from .errors import (
     AllBackendsFailedError,
+    CommitConflictError,
+    ConcurrentWriteError,
     ConfigError,
     InvalidPathError,
     NoEligibleBackendError,
@@ -42,7 +54,7 @@ from .errors import (
 )
 from .model import Backend, CarbonPlacementDecision, CatalogEntry, EntryState, GridDataSource, SignalKind, utcnow
 from .placement import GreenPlacementService
-from .ports import Catalog, ObjectInfo, StorageTarget, WriteStream
+from .ports import Catalog, ObjectInfo, Placement, StorageTarget, WriteStream
 from .streams import AbandonableWriter
 
 __all__ = [
@@ -64,6 +76,8 @@ MAX_METADATA_BYTES = 2048
 _USER_KEY = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
 OnOverwrite = Literal["keep", "replace"]
+#: How often one write re-tries its commit against other writers of the same path before giving up.
+_MAX_COMMIT_ATTEMPTS = 16
 _T = TypeVar("_T")
 
 
@@ -112,29 +126,62 @@ class ObjectStat:
 
 @dataclass(slots=True)
 class FsckReport:
-    """What ``fsck`` found and did."""
+    """What ``fsck`` found and did.
+
+    Attributes:
+        committed: Paths whose uncommitted object was adopted (a crash before the commit).
+        dropped: Reservations whose object never arrived.
+        repaired: Paths whose entry named another write than the bytes its object holds; the
+            entry now describes the object.
+        orphans_deleted: URLs of uncommitted greenroute objects removed because a newer entry holds the path.
+        skipped_recent: Paths left alone because they may be writes still in flight.
+        unreachable: Backends that could not be checked, with why; their entries are untouched.
+    """
 
     committed: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
+    repaired: list[str] = field(default_factory=list)
+    orphans_deleted: list[str] = field(default_factory=list)
     skipped_recent: list[str] = field(default_factory=list)
+    unreachable: dict[str, str] = field(default_factory=dict)
     missing_objects: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
 class ReindexReport:
-    """What ``reindex`` rebuilt."""
+    """What ``reindex`` rebuilt.
+
+    Attributes:
+        entries: Live entries rebuilt from the reachable backends.
+        duplicates: Paths found on two backends (the newest copy won).
+        foreign: URLs without greenroute metadata, left alone.
+        unreachable: Backends that could not be listed, with why; their entries were kept.
+        kept: Paths whose existing entry on an unreachable backend was kept over a copy found elsewhere.
+    """
 
     entries: int = 0
     duplicates: list[str] = field(default_factory=list)
     foreign: list[str] = field(default_factory=list)
+    unreachable: dict[str, str] = field(default_factory=dict)
+    kept: list[str] = field(default_factory=list)
+
+
+#: Characters some target's filesystem layer interprets instead of storing: s3fs and gcsfs parse
+#: ``?versionId=``/``?generation=`` and ``#`` out of keys, and fsspec expands ``*``, ``?`` and ``[...]``
+#: as globs. A logical path must name exactly one physical object on every target, so they are refused.
+RESERVED_CHARACTERS = "?#*[]"
 
 
 def validate_path(path: str) -> str:
-    """Check a logical path (``namespace/key...``) and return it.
+    """Check a logical path (``namespace/key...``) and return it, normalised to Unicode NFC.
+
+    Two spellings of one name (``é`` as one code point or as ``e`` plus a combining accent, U+212B
+    ANGSTROM SIGN or U+00C5) are the same logical path, because some file systems and object stores
+    normalise names and would otherwise store both as one physical object.
 
     Raises:
         InvalidPathError: Empty, absolute, with ``..``, ``.`` or empty segments, NUL or control
-            characters, a trailing ``/``, or no namespace.
+            characters, one of :data:`RESERVED_CHARACTERS`, a trailing ``/``, or no namespace.
 
     Example:
         >>> validate_path("lake/sales/2026-11.parquet")
@@ -150,6 +197,11 @@ def validate_path(path: str) -> str:
         raise InvalidPathError(path, "absolute paths and URLs are not logical paths; use namespace/key")
     if "\\" in path:
         raise InvalidPathError(path, "contains a backslash")
+    reserved = sorted({ch for ch in path if ch in RESERVED_CHARACTERS})
+    if reserved:
+        raise InvalidPathError(path, f"contains {' '.join(repr(ch) for ch in reserved)}, which storage clients "
+                                     "read as a version, fragment or glob rather than as part of the name")
+    path = unicodedata.normalize("NFC", path)
     segments = path.split("/")
     if ".." in segments:
         raise InvalidPathError(path, "contains '..'")
@@ -234,7 +286,8 @@ class GreenRouter:
 
     def write(self, path: str, data: bytes | bytearray | memoryview | IO[bytes], *,
               metadata: Mapping[str, str] | None = None, size_hint: int | None = None,
-              retention_days: float | None = None, candidates: Sequence[str] | None = None) -> WriteResult:
+              retention_days: float | None = None, candidates: Sequence[str] | None = None,
+              exclusive: bool = False) -> WriteResult:
         """Write ``data`` to the greenest eligible backend and record it.
 
         Args:
@@ -244,8 +297,11 @@ class GreenRouter:
             size_hint: The size when ``data`` is a stream of unknown length.
             retention_days: How long the object will be kept, for the at-rest estimate.
             candidates: Backend ids to choose from (default: all).
+            exclusive: Create only: fail if the path exists. Across processes exactly one of several
+                concurrent exclusive creates succeeds (the catalog reserves the path first).
 
         Raises:
+            FileExistsError: ``exclusive`` and the path exists (or is being created).
             InvalidPathError: The path or the metadata is not acceptable; nothing was written.
             NoEligibleBackendError: No backend may take this write.
             AllBackendsFailedError: Every candidate failed; nothing was left behind.
@@ -263,7 +319,7 @@ class GreenRouter:
             return target.write(path, payload, md)
 
         can_retry = isinstance(payload, bytes) or start is not None
-        return self._two_phase(path, size, user, retention_days, candidates, store, can_retry)
+        return self._two_phase(path, size, user, retention_days, candidates, store, can_retry, exclusive=exclusive)
 
     def open(self, path: str, mode: str = "rb", *, metadata: Mapping[str, str] | None = None,
              size_hint: int | None = None, retention_days: float | None = None,
@@ -271,25 +327,29 @@ class GreenRouter:
         """Open a logical path for streaming.
 
         ``"wb"`` places the object now (using ``size_hint`` when given) and binds its carbon
-        values at close, from the real byte count. ``"rb"`` reads through the catalog.
+        values at close, from the real byte count; ``"xb"`` does the same for a path that must not
+        exist yet. ``"rb"`` reads through the catalog.
 
         Raises:
             FileNotFoundError: ``"rb"`` of a path that is not in the catalog.
+            FileExistsError: ``"xb"`` of a path that exists or is being created.
             ValueError: Any other mode.
         """
         if mode == "rb":
             entry = self._entry(path)
             return self.target(entry.backend_id).open_read(entry.path, block_size=block_size)
-        if mode != "wb":
-            raise ValueError(f"mode must be 'rb' or 'wb', got {mode!r}")
+        if mode not in ("wb", "xb"):
+            raise ValueError(f"mode must be 'rb', 'wb' or 'xb', got {mode!r}")
         path = validate_path(path)
         user = _user_metadata(metadata)
+        seen = self._seen(path, exclusive=mode == "xb")
         decision, stream = self._attempt(
-            path, size_hint or 0, retention_days, candidates,
+            path, size_hint or 0, retention_days, candidates, seen,
             lambda target, chosen: target.open_write(
                 path, self._metadata_at_close(path, chosen, retention_days, user), block_size=block_size,
-                size_hint=size_hint))
-        return _RoutedWriter(self, stream, path, decision, retention_days)  # type: ignore[return-value]
+                size_hint=size_hint), exclusive=mode == "xb")
+        return _RoutedWriter(self, stream, path, decision, retention_days, seen,  # type: ignore[return-value]
+                             exclusive=mode == "xb")
 
     def copy(self, src: str, dst: str, *, candidates: Sequence[str] | None = None,
              retention_days: float | None = None) -> WriteResult:
@@ -332,11 +392,11 @@ class GreenRouter:
 
     def lookup(self, path: str) -> CatalogEntry | None:
         """The committed catalog entry of ``path``, or ``None``."""
-        return self.catalog.lookup(path)
+        return self.catalog.lookup(_nfc(path))
 
     def exists(self, path: str) -> bool:
         """Whether ``path`` is in the catalog."""
-        return self.catalog.lookup(path) is not None
+        return self.catalog.placement(_nfc(path)) is not None
 
     def probe(self, path: str) -> CatalogEntry | None:
         """Find a path the catalog lacks on the backends, best score first, and record it.
@@ -360,7 +420,10 @@ class GreenRouter:
                     continue
                 entry = _entry_from_metadata(backend_id, info)
                 if entry is not None:
-                    self.catalog.put(entry)
+                    try:
+                        self.catalog.commit(entry, expected=None)
+                    except CommitConflictError:
+                        return self.catalog.lookup(path)  # another process catalogued it meanwhile
                     log.info("probe: found %s on %s and repaired the catalog", path, backend_id)
                     return entry
         return None
@@ -372,6 +435,7 @@ class GreenRouter:
         With ``recursive=False``, ``prefix`` is a directory and only its direct children are given.
         ``start_after`` and ``limit`` page through a large recursive listing.
         """
+        prefix = _nfc(prefix)
         if recursive:
             return self.catalog.list(prefix, start_after=start_after, limit=limit)
         base = prefix.rstrip("/") + "/" if prefix else ""
@@ -384,74 +448,146 @@ class GreenRouter:
             FileNotFoundError: The path is not in the catalog.
         """
         entry = self._entry(path)
-        try:
-            self.target(entry.backend_id).delete(entry.path)
-        except FileNotFoundError:
-            log.warning("object for %s was already gone from %s", entry.path, entry.backend_id)
-        self.catalog.remove(entry.path)
+        removed = self.catalog.remove(entry.path)
+        if removed is None:
+            raise FileNotFoundError(2, "not in the greenroute catalog", path)
+        self._delete_owned(removed)
 
     # -- repair -----------------------------------------------------------------------------
 
     def fsck(self, *, older_than_seconds: float = 300.0) -> FsckReport:
-        """Resolve pending entries left by crashed writes.
+        """Reconcile the catalog with the backends after crashes; a dead backend never stops it.
 
-        A pending entry whose object exists and carries its decision id is committed; one whose
-        object does not is dropped. Entries younger than ``older_than_seconds`` may be writes in
-        flight in another process, so they are left alone.
+        * A reservation (exclusive create) whose object exists and carries its decision is committed;
+          one whose object does not is dropped.
+        * Every reachable backend is listed. A greenroute object whose path has no live entry is a
+          write that crashed before its commit: it is adopted, unless its decision was closed (a
+          delete or overwrite whose object removal failed), when it is removed. One whose path is
+          live elsewhere under another decision is an orphan and is removed. One at the live
+          entry's own URL that holds another decision's bytes repairs the entry from the object.
+        * Anything younger than ``older_than_seconds`` may be a write in flight and is left alone.
+          A backend that cannot be listed is reported in ``unreachable``; its entries are untouched.
+
+        Only objects carrying greenroute's own metadata are ever removed.
         """
         report = FsckReport()
         now = utcnow()
+
+        def recent(when: datetime | None) -> bool:
+            return when is not None and (now - when).total_seconds() < older_than_seconds
+
         for entry in self.catalog.pending():
-            if (now - entry.created_at).total_seconds() < older_than_seconds:
+            if recent(entry.created_at):
                 report.skipped_recent.append(entry.path)
                 continue
-            try:
-                info = self.target(entry.backend_id).stat(entry.path)
-            except FileNotFoundError:
-                info = None
-            except KeyError:
-                info = None  # the backend is no longer configured
+            info = self._stat_or_none(entry.backend_id, entry.path, report.unreachable)
+            if entry.backend_id in report.unreachable:
+                continue
             if info is not None and info.metadata.get("greenroute_decision") == entry.decision_id:
-                self.catalog.commit(entry.decision_id, size=info.size, etag=info.etag,
-                                    write_gco2e=_float(info.metadata.get("greenroute_gco2e"), entry.write_gco2e),
-                                    gco2e_month=_float(info.metadata.get("greenroute_gco2e_month"),
-                                                       entry.gco2e_month))
+                adopted = _entry_from_metadata(entry.backend_id, info)
+                self.catalog.put(adopted if adopted is not None else entry)
                 report.committed.append(entry.path)
             else:
                 self.catalog.abort(entry.decision_id)
                 report.dropped.append(entry.path)
+        for _, info, found in self._scan(report.unreachable):
+            if found is None:
+                continue  # not greenroute's: never touched
+            entry = found
+            live = self.catalog.placement(entry.path)
+            if live is not None and live.decision_id == entry.decision_id:
+                continue
+            if recent(info.modified):
+                report.skipped_recent.append(entry.path)
+                continue
+            if live is not None and live.url == info.url:
+                self.catalog.put(entry)  # the object is the truth about its own bytes
+                report.repaired.append(entry.path)
+            elif live is None and self.catalog.decision(entry.decision_id) is None:
+                self.catalog.put(entry)
+                report.committed.append(entry.path)
+            else:
+                self._delete_owned(entry)
+                report.orphans_deleted.append(info.url)
         return report
 
     def reindex(self) -> ReindexReport:
-        """Rebuild the catalog from the backends alone, from each object's own metadata.
+        """Rebuild the live entries from the backends' own metadata; a dead backend never stops it.
 
-        Objects without greenroute metadata are reported as foreign and left alone. When a path
-        exists on two backends, the most recently modified copy wins and the path is reported.
+        The new entries are built beside the old ones and swapped in with one transaction, so a
+        crash leaves the old catalog whole. Entries on backends that cannot be listed are kept
+        and the backends are reported. Objects without greenroute metadata are reported as foreign
+        and left alone. When a path exists on two backends, the most recently modified copy wins.
         """
         found: dict[str, tuple[CatalogEntry, ObjectInfo]] = {}
         report = ReindexReport()
-        for backend in self.placement.backends:
-            for info in self.target(backend.id).list(""):
-                entry = _entry_from_metadata(backend.id, info)
-                if entry is None:
-                    report.foreign.append(info.url)
+        for _, info, entry in self._scan(report.unreachable):
+            if entry is None:
+                report.foreign.append(info.url)
+                continue
+            previous = found.get(entry.path)
+            if previous is not None:
+                report.duplicates.append(entry.path)
+                if (previous[1].modified or utcnow()) >= (info.modified or utcnow()):
                     continue
-                previous = found.get(entry.path)
-                if previous is not None:
-                    report.duplicates.append(entry.path)
-                    if (previous[1].modified or utcnow()) >= (info.modified or utcnow()):
-                        continue
-                found[entry.path] = (entry, info)
-        self.catalog.clear()
-        for entry, _ in found.values():
-            self.catalog.put(entry)
-        report.entries = len(found)
+            found[entry.path] = (entry, info)
+        report.kept = self.catalog.swap((e for e, _ in found.values()), keep_backends=report.unreachable)
+        report.entries = len(found) - len(report.kept)
         return report
+
+    def _scan(self, unreachable: dict[str, str]) -> Iterator[tuple[str, ObjectInfo, CatalogEntry | None]]:
+        """Every object on every reachable backend, with the entry its metadata describes (if any).
+
+        A backend that cannot be listed is recorded in ``unreachable`` and skipped.
+        """
+        for backend in self.placement.backends:
+            try:
+                infos = list(self.target(backend.id).list(""))
+            except (OSError, ConfigError) as exc:
+                unreachable[backend.id] = _short(exc)
+                log.warning("backend %s could not be listed: %s", backend.id, _short(exc))
+                continue
+            for info in infos:
+                yield backend.id, info, _entry_from_metadata(backend.id, info)
+
+    def _stat_or_none(self, backend_id: str, path: str, unreachable: dict[str, str]) -> ObjectInfo | None:
+        """``stat`` of an object; ``None`` when it is missing or its backend is no longer configured."""
+        try:
+            return self.target(backend_id).stat(path)
+        except FileNotFoundError:
+            return None
+        except KeyError:
+            return None
+        except OSError as exc:
+            unreachable[backend_id] = _short(exc)
+            return None
+
+    def _delete_owned(self, entry: CatalogEntry | Placement, path: str | None = None) -> None:
+        """Delete the object of a closed entry, only while it still holds that entry's bytes.
+
+        Another writer may have stored the same path on the same backend since; its object carries
+        its own decision and is left alone. Failures are logged: the catalog no longer names the
+        object, and ``fsck`` removes it later.
+        """
+        path = path if path is not None else entry.path if isinstance(entry, CatalogEntry) else None
+        if path is None:
+            raise ValueError("a Placement needs the path")
+        try:
+            target = self.target(entry.backend_id)
+            info = target.stat(path)
+            if info.metadata.get("greenroute_decision") != entry.decision_id:
+                log.info("not deleting %s: it now holds another write's bytes", info.url)
+                return
+            target.delete(path)
+        except FileNotFoundError:
+            return
+        except (OSError, KeyError) as exc:
+            log.warning("could not delete the old copy of %s on %s: %s", path, entry.backend_id, _short(exc))
 
     # -- internals --------------------------------------------------------------------------
 
     def _entry(self, path: str) -> CatalogEntry:
-        entry = self.catalog.lookup(path)
+        entry = self.catalog.lookup(_nfc(path))
         if entry is None:
             raise FileNotFoundError(2, "not in the greenroute catalog", path)
         if entry.backend_id not in self._targets:
@@ -462,19 +598,23 @@ class GreenRouter:
                                    backend_id=entry.backend_id) from None
         return entry
 
-    def _decide(self, path: str, size: int, retention_days: float | None,
-                candidates: Sequence[str] | None) -> tuple[CarbonPlacementDecision, builtins.list[str]]:
+    def _seen(self, path: str, *, exclusive: bool) -> Placement | None:
+        """The live entry a write of ``path`` will replace (its compare-and-set expectation)."""
+        seen = self.catalog.placement(path)
+        if exclusive and seen is not None:
+            raise FileExistsError(17, "already exists", path)
+        return seen
+
+    def _decide(self, path: str, size: int, retention_days: float | None, candidates: Sequence[str] | None,
+                seen: Placement | None) -> tuple[CarbonPlacementDecision, builtins.list[str]]:
         backend_ids = list(candidates) if candidates is not None else [b.id for b in self.placement.backends]
-        if self.on_overwrite == "keep":
-            existing = self.catalog.lookup(path)
-            if existing is not None and existing.backend_id in backend_ids:
-                try:
-                    decision = self.placement.select_greenest_backend([existing.backend_id], size,
-                                                                      retention_days=retention_days)
-                    return decision, [existing.backend_id]
-                except NoEligibleBackendError:
-                    log.info("%s: current backend %s is no longer eligible; placing afresh",
-                             path, existing.backend_id)
+        if self.on_overwrite == "keep" and seen is not None and seen.backend_id in backend_ids:
+            try:
+                decision = self.placement.select_greenest_backend([seen.backend_id], size,
+                                                                  retention_days=retention_days)
+                return decision, [seen.backend_id]
+            except NoEligibleBackendError:
+                log.info("%s: current backend %s is no longer eligible; placing afresh", path, seen.backend_id)
         fitting = self._fitting(path, backend_ids)
         return self.placement.select_greenest_backend(fitting, size, retention_days=retention_days), fitting
 
@@ -504,40 +644,53 @@ class GreenRouter:
     def _two_phase(self, path: str, size: int, user: Mapping[str, str], retention_days: float | None,
                    candidates: Sequence[str] | None,
                    store: Callable[[StorageTarget, Mapping[str, str]], ObjectInfo],
-                   can_retry: bool) -> WriteResult:
+                   can_retry: bool, *, exclusive: bool = False) -> WriteResult:
         with self._path_locks[hash(path) % len(self._path_locks)]:
-            decision, info = self._attempt(
-                path, size, retention_days, candidates,
-                lambda target, chosen: store(target, self._metadata(path, chosen, size, retention_days, user)),
-                can_retry=can_retry)
-            return self._commit(path, decision, info, retention_days)
+            seen = self._seen(path, exclusive=exclusive)
+            estimates: dict[str, CarbonEstimate] = {}
+
+            def action(target: StorageTarget, chosen: CarbonPlacementDecision) -> ObjectInfo:
+                estimate = estimates[chosen.decision_id] = self._estimate(chosen, size, retention_days)
+                return store(target, self._metadata(path, chosen, estimate, user))
+
+            decision, info = self._attempt(path, size, retention_days, candidates, seen, action,
+                                           can_retry=can_retry, exclusive=exclusive)
+            estimate = estimates[decision.decision_id]
+            if info.size != size:
+                estimate = self._estimate(decision, info.size, retention_days)
+            rewrite = (lambda: action(self.target(decision.backend_id), decision)) if can_retry else None
+            return self._commit(path, decision, info, estimate, retention_days, seen, rewrite, exclusive=exclusive)
 
     def _attempt(self, path: str, size: int, retention_days: float | None, candidates: Sequence[str] | None,
-                 action: Callable[[StorageTarget, CarbonPlacementDecision], _T], *,
-                 can_retry: bool = True) -> tuple[CarbonPlacementDecision, _T]:
-        """Place ``path``, record it pending, and run ``action`` on the chosen target.
+                 seen: Placement | None, action: Callable[[StorageTarget, CarbonPlacementDecision], _T], *,
+                 can_retry: bool = True, exclusive: bool = False) -> tuple[CarbonPlacementDecision, _T]:
+        """Place ``path`` and run ``action`` on the chosen target, failing over when that is safe.
 
-        On a fault worth failing over, the pending entry is dropped and the next-best candidate is
-        tried (when ``can_retry``); any other error drops the pending entry and is raised.
+        On a fault worth failing over, the next-best candidate is tried (when ``can_retry``); any other
+        error is raised. Only an exclusive create records anything in the catalog before its commit: a
+        reservation, dropped again on failure.
         """
-        decision, backend_ids = self._decide(path, size, retention_days, candidates)
+        decision, backend_ids = self._decide(path, size, retention_days, candidates, seen)
         failovers: builtins.list[str] = []
         while True:
             if failovers:
                 decision = replace(decision, failovers=tuple(failovers))
             target = self.target(decision.backend_id)
             self._check_length(path, target)
-            self.catalog.begin(self._pending(path, decision, target))
+            if exclusive:
+                self.catalog.begin(self._pending(path, decision, target))
             try:
                 return decision, action(target, decision)
             except TargetUnavailableError as exc:
-                self.catalog.abort(decision.decision_id)
+                if exclusive:
+                    self.catalog.abort(decision.decision_id)
                 if not can_retry:
                     self.placement.health.mark_failed(decision.backend_id, _short(exc))
                     raise
                 decision = self._fail_over(decision, exc, failovers, backend_ids, size, retention_days)
             except BaseException:
-                self.catalog.abort(decision.decision_id)
+                if exclusive:
+                    self.catalog.abort(decision.decision_id)
                 raise
 
     def _fail_over(self, decision: CarbonPlacementDecision, exc: TargetUnavailableError, failovers: builtins.list[str],
@@ -555,23 +708,72 @@ class GreenRouter:
         except NoEligibleBackendError as no_more:
             raise AllBackendsFailedError(dict(f.split(": ", 1) for f in failovers)) from no_more
 
-    def _commit(self, path: str, decision: CarbonPlacementDecision, info: ObjectInfo,
-                retention_days: float | None) -> WriteResult:
-        estimate = self._estimate(decision, info.size, retention_days)
-        committed, replaced = self.catalog.commit(decision.decision_id, size=info.size, etag=info.etag,
-                                                  write_gco2e=estimate.write_gco2e,
-                                                  gco2e_month=estimate.at_rest_gco2e_per_month)
+    def _commit(self, path: str, decision: CarbonPlacementDecision, info: ObjectInfo, estimate: CarbonEstimate,
+                retention_days: float | None, seen: Placement | None, rewrite: Callable[[], ObjectInfo] | None, *,
+                exclusive: bool = False) -> WriteResult:
+        """Commit with a compare-and-set against ``seen``, resolving races with other writers.
+
+        When another writer committed the path meanwhile: if its entry names another object, this
+        write's object is intact and simply replaces it; if it names the same object, the object's
+        own metadata says whose bytes it holds. A buffered write whose bytes were overwritten stores
+        them again (``rewrite``); a stream cannot, and raises :class:`ConcurrentWriteError` unacknowledged.
+        """
+        entry = self._committed_entry(path, decision, info, estimate, retention_days)
+        expected = seen.decision_id if seen is not None else None
+        for _ in range(_MAX_COMMIT_ATTEMPTS):
+            try:
+                committed, replaced = self.catalog.commit(entry, expected=expected)
+                break
+            except CommitConflictError as conflict:
+                current: Placement | None = conflict.current  # type: ignore[assignment]
+                if exclusive:
+                    self.catalog.abort(decision.decision_id)
+                    self._delete_owned(entry)
+                    raise FileExistsError(17, "created by another writer meanwhile", path) from None
+                if current is not None and current.url == entry.url and current.backend_id == entry.backend_id:
+                    holder = self._holder(entry)
+                    if holder != decision.decision_id:
+                        if rewrite is None:
+                            raise ConcurrentWriteError(
+                                f"{path}: another writer stored this path on {decision.backend_id} before this "
+                                "stream committed; the object holds its bytes", backend_id=decision.backend_id
+                            ) from None
+                        info = rewrite()
+                        entry = replace(entry, size=info.size, etag=info.etag)
+                expected = current.decision_id if current is not None else None
+        else:
+            raise ConcurrentWriteError(f"{path}: gave up after {_MAX_COMMIT_ATTEMPTS} commit conflicts",
+                                       backend_id=decision.backend_id)
         self.placement.health.mark_ok(decision.backend_id)
         if replaced is not None and replaced.url != committed.url:
-            try:
-                self.target(replaced.backend_id).delete(replaced.path)
-            except (OSError, KeyError) as exc:  # the new copy is committed; the old one is garbage
-                log.warning("could not delete the replaced copy %s: %s", replaced.url, _short(exc))
+            self._delete_owned(replaced)
         return WriteResult(path=path, backend_id=decision.backend_id, url=committed.url, size=info.size,
                            etag=info.etag, write_gco2e=estimate.write_gco2e,
                            gco2e_month=estimate.at_rest_gco2e_per_month, decision=decision)
 
-    def _estimate(self, decision: CarbonPlacementDecision, size: int, retention_days: float | None) -> Any:
+    def _holder(self, entry: CatalogEntry) -> str | None:
+        """The decision whose bytes the object of ``entry`` holds now (``None``: missing or unreadable)."""
+        try:
+            return self.target(entry.backend_id).stat(entry.path).metadata.get("greenroute_decision")
+        except FileNotFoundError:
+            return None
+
+    def _committed_entry(self, path: str, decision: CarbonPlacementDecision, info: ObjectInfo,
+                         estimate: CarbonEstimate, retention_days: float | None) -> CatalogEntry:
+        now = utcnow()
+        grid = decision.grid
+        return CatalogEntry(
+            path=path, backend_id=decision.backend_id, url=info.url, size=info.size, etag=info.etag,
+            write_gco2e=estimate.write_gco2e, gco2e_month=estimate.at_rest_gco2e_per_month,
+            carbon_intensity_g_per_kwh=grid.carbon_intensity_g_per_kwh, signal=decision.signal, source=grid.source,
+            decision_id=decision.decision_id, state=EntryState.COMMITTED, created_at=now, updated_at=now,
+            failovers=decision.failovers, region=decision.backend.region, grid_zone=grid.grid_zone,
+            observed_at=grid.observed_at, is_estimated=grid.is_estimated, is_stale=grid.is_stale,
+            fallback=decision.fallback, model_version=self.placement.carbon_model.version,
+            retention_days=retention_days,
+        )
+
+    def _estimate(self, decision: CarbonPlacementDecision, size: int, retention_days: float | None) -> CarbonEstimate:
         return self.placement.carbon_model.estimate(size, provider=decision.backend.provider,
                                                     pue=decision.backend.pue,
                                                     carbon_intensity_g_per_kwh=decision.grid.carbon_intensity_g_per_kwh,
@@ -587,9 +789,8 @@ class GreenRouter:
             created_at=now, updated_at=now, failovers=decision.failovers,
         )
 
-    def _metadata(self, path: str, decision: CarbonPlacementDecision, size: int, retention_days: float | None,
+    def _metadata(self, path: str, decision: CarbonPlacementDecision, estimate: CarbonEstimate,
                   user: Mapping[str, str]) -> dict[str, str]:
-        estimate = self._estimate(decision, size, retention_days)
         md = dict(user)
         md.update({
             "greenroute_gco2e": f"{estimate.write_gco2e:.6g}",
@@ -611,7 +812,7 @@ class GreenRouter:
     def _metadata_at_close(self, path: str, decision: CarbonPlacementDecision, retention_days: float | None,
                            user: Mapping[str, str]) -> Callable[[int], dict[str, str]]:
         def metadata(size: int) -> dict[str, str]:
-            return self._metadata(path, decision, size, retention_days, user)
+            return self._metadata(path, decision, self._estimate(decision, size, retention_days), user)
 
         return metadata
 
@@ -619,15 +820,19 @@ class GreenRouter:
         info = writer.stream.info
         if info is None:
             info = self.target(writer.decision.backend_id).stat(writer.path)
-        return self._commit(writer.path, writer.decision, info, writer.retention_days)
+        estimate = self._estimate(writer.decision, info.size, writer.retention_days)
+        return self._commit(writer.path, writer.decision, info, estimate, writer.retention_days, writer.seen, None,
+                            exclusive=writer.exclusive)
 
 
 class _RoutedWriter(AbandonableWriter, io.RawIOBase):
     """A writable stream whose close commits the catalog entry (and whose failure aborts it)."""
 
     def __init__(self, router: GreenRouter, stream: WriteStream, path: str, decision: CarbonPlacementDecision,
-                 retention_days: float | None) -> None:
+                 retention_days: float | None, seen: Placement | None, *, exclusive: bool = False) -> None:
         super().__init__()
+        self.seen = seen
+        self.exclusive = exclusive
         self.router = router
         self.stream = stream
         self.path = path
@@ -648,7 +853,8 @@ class _RoutedWriter(AbandonableWriter, io.RawIOBase):
         try:
             self.stream.close()
         except BaseException:
-            self.router.catalog.abort(self.decision.decision_id)
+            if self.exclusive:
+                self.router.catalog.abort(self.decision.decision_id)
             super().close()
             raise
         try:
@@ -665,7 +871,8 @@ class _RoutedWriter(AbandonableWriter, io.RawIOBase):
         except OSError as exc:
             log.warning("could not discard partial write of %s: %s", self.path, _short(exc))
         finally:
-            self.router.catalog.abort(self.decision.decision_id)
+            if self.exclusive:
+                self.router.catalog.abort(self.decision.decision_id)
             super().close()
 
     @property
@@ -712,6 +919,11 @@ def _path_problem(path: str, target: StorageTarget) -> str | None:
     if segment_limit is not None and any(len(seg.encode()) > segment_limit for seg in path.split("/")):
         return f"max {segment_limit} bytes per path segment"
     return None
+
+
+def _nfc(path: str) -> str:
+    """``path`` in Unicode NFC, as :func:`validate_path` stores it (cheap when it already is)."""
+    return path if unicodedata.is_normalized("NFC", path) else unicodedata.normalize("NFC", path)
 
 
 def _user_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
@@ -769,5 +981,5 @@ def _entry_from_metadata(backend_id: str, info: ObjectInfo) -> CatalogEntry | No
         write_gco2e=_float(md.get("greenroute_gco2e"), 0.0), gco2e_month=_float(md.get("greenroute_gco2e_month"), 0.0),
         carbon_intensity_g_per_kwh=_float(md.get("greenroute_intensity"), 0.0), signal=signal, source=source,
         decision_id=decision, state=EntryState.COMMITTED, created_at=info.modified or now,
-        updated_at=info.modified or now,
+        updated_at=info.modified or now, model_version=md.get("greenroute_model"),
     )
