@@ -6,14 +6,26 @@ The core never imports an adapter; configuration picks adapters by name and hand
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import IO, BinaryIO, NamedTuple, Protocol, runtime_checkable
+from typing import IO, BinaryIO, Literal, NamedTuple, Protocol, runtime_checkable
 
 from .model import Backend, CatalogEntry, GridCarbonData, SignalKind
 
-__all__ = ["METADATA_KEYS", "Catalog", "GridSource", "ObjectInfo", "Placement", "StorageTarget", "WriteStream"]
+__all__ = [
+    "METADATA_KEYS",
+    "Catalog",
+    "GridKey",
+    "GridSource",
+    "ObjectInfo",
+    "Placement",
+    "SharedGridCache",
+    "SharedGridClaim",
+    "SharedGridEntry",
+    "StorageTarget",
+    "WriteStream",
+]
 
 
 @runtime_checkable
@@ -274,6 +286,91 @@ class Catalog(Protocol):
 
     def clear(self) -> None:
         """Drop every entry, history included."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+# -- shared grid cache --------------------------------------------------------------------------
+
+#: A grid value's cache key: (source name, region, the source's zone or ``None``, signal kind).
+GridKey = tuple[str, str, str | None, SignalKind]
+
+
+class SharedGridEntry(NamedTuple):
+    """What the fleet's cache holds for one key, from one batched read.
+
+    Attributes:
+        value: The newest value the fleet holds, fresh or not, with the provenance of the process
+            that fetched it; ``None`` when there is none or what is there is unusable.
+        fresh: The value is within the fleet's TTL.
+        refreshing: Some process holds the key's fetch lock.
+        failure: Why the fleet's last fetch for the key failed, while its backoff lasts.
+        foreign: Something malformed or foreign sits under the key (it is ignored, then overwritten).
+    """
+
+    value: GridCarbonData | None
+    fresh: bool
+    refreshing: bool
+    failure: str | None
+    foreign: bool = False
+
+
+class SharedGridClaim(NamedTuple):
+    """The answer to an attempt to become the one process that fetches a key.
+
+    ``outcome`` is ``"claimed"`` (fetch it, then :meth:`SharedGridCache.store` with ``token``),
+    ``"fresh"`` (another process just stored ``value``), ``"busy"`` (another process is fetching),
+    ``"failed"`` (the fleet's last fetch failed: ``detail`` says why) or ``"budget"`` (the source's
+    fleet-wide rate budget is spent: ``detail`` names it).
+    """
+
+    outcome: Literal["claimed", "fresh", "busy", "failed", "budget"]
+    value: GridCarbonData | None = None
+    token: str | None = None
+    detail: str = ""
+
+
+class SharedGridCache(Protocol):
+    """Grid values, fetch locks and rate budgets shared by every process of a fleet (Redis, Valkey).
+
+    Every method is one round trip whatever the number of keys, and bounded by a short timeout.
+    Failures are :class:`OSError` (``ConnectionError``, ``TimeoutError``) with a secret-free message,
+    never the driver's own exception; :class:`greenroute.signals.GridSignals` then falls back to its
+    per-process cache. Values keep their provenance; credentials are never stored.
+
+    Attributes:
+        description: Where the cache is, without credentials (``"redis 10.0.0.5:6379/0"``).
+    """
+
+    description: str
+
+    def read(self, keys: Sequence[GridKey]) -> builtins.list[SharedGridEntry]:
+        """Each key's entry, in order."""
+        ...
+
+    def claim(self, keys: Sequence[GridKey], *, force: Sequence[bool] = ()) -> builtins.list[SharedGridClaim]:
+        """Try to take each key's fetch lock (and one call of its source's rate budget).
+
+        Args:
+            keys: The keys to fetch.
+            force: Per key, ignore a fresh marker (what is stored under the key was unusable).
+        """
+        ...
+
+    def store(self, key: GridKey, value: GridCarbonData, token: str, *, ttl_seconds: float,
+              keep_seconds: float) -> bool:
+        """Store a fetched value, fresh for ``ttl_seconds`` and kept ``keep_seconds``, and release the lock.
+
+        Returns:
+            False when a newer fetch already stored a value (the fencing token is older), so nothing changed.
+        """
+        ...
+
+    def fail(self, key: GridKey, token: str, reason: str, *, backoff_seconds: float) -> None:
+        """Record that the fetch failed (other processes skip the key for ``backoff_seconds``); release the lock."""
         ...
 
     def close(self) -> None:
