@@ -338,6 +338,20 @@ class FsspecTarget:
         with self._errors("delete", path):
             self._delete(full)
 
+    def delete_if(self, path: str, decision_id: str) -> bool:
+        full = self._full(path)
+        with self._errors("delete", path):
+            try:
+                info, raw = self._stat(full)
+            except FileNotFoundError:
+                return False
+            if self._object_info(path, full, info, raw).metadata.get("greenroute_decision") != decision_id:
+                return False
+            try:
+                return self._delete_if_unchanged(full, info)
+            except FileNotFoundError:
+                return False
+
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         folder = prefix.rpartition("/")[0]
         where = f"{self._root}/{folder}" if folder else self._root
@@ -366,6 +380,14 @@ class FsspecTarget:
         return self.stat(dst)
 
     # -- provider hooks -----------------------------------------------------------------------
+
+    def _delete_if_unchanged(self, full: str, info: Mapping[str, Any]) -> bool:
+        """Delete ``full`` only if it is still the object ``info`` describes; whether it was deleted.
+
+        This default checks and deletes in two steps; providers with a conditional delete override it.
+        """
+        self._delete(full)
+        return True
 
     def _put(self, full: str, data: bytes, metadata: dict[str, str]) -> Stamp:
         """Store ``data`` with ``metadata`` (already encoded), in one request where possible."""

@@ -170,6 +170,18 @@ class StorageTarget(Protocol):
         """Remove the object. A missing object raises ``FileNotFoundError``."""
         ...
 
+    def delete_if(self, path: str, decision_id: str) -> bool:
+        """Remove the object only while it holds ``decision_id``'s bytes (its ``greenroute_decision``).
+
+        Another writer may store the same path at any moment; its object must survive. Where the
+        backend has a conditional delete (an ETag or generation precondition, or a lock around the
+        final rename of a local file) the check and the delete are one atomic step.
+
+        Returns:
+            Whether the object was removed (``False``: missing, or it holds another decision).
+        """
+        ...
+
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         """Every object whose logical path starts with ``prefix``, recursively, with metadata."""
         ...

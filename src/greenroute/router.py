@@ -573,14 +573,8 @@ class GreenRouter:
         if path is None:
             raise ValueError("a Placement needs the path")
         try:
-            target = self.target(entry.backend_id)
-            info = target.stat(path)
-            if info.metadata.get("greenroute_decision") != entry.decision_id:
-                log.info("not deleting %s: it now holds another write's bytes", info.url)
-                return
-            target.delete(path)
-        except FileNotFoundError:
-            return
+            if not self.target(entry.backend_id).delete_if(path, entry.decision_id):
+                log.info("not deleting %s on %s: it is gone or holds another write's bytes", path, entry.backend_id)
         except (OSError, KeyError) as exc:
             log.warning("could not delete the old copy of %s on %s: %s", path, entry.backend_id, _short(exc))
 
@@ -721,6 +715,8 @@ class GreenRouter:
         entry = self._committed_entry(path, decision, info, estimate, retention_days)
         expected = seen.decision_id if seen is not None else None
         for _ in range(_MAX_COMMIT_ATTEMPTS):
+            now = utcnow()  # the at-rest period starts at the commit that succeeds
+            entry = replace(entry, created_at=now, updated_at=now)
             try:
                 committed, replaced = self.catalog.commit(entry, expected=expected)
                 break
