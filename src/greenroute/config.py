@@ -18,27 +18,30 @@ from __future__ import annotations
 import difflib
 import os
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeVar
+from urllib.parse import parse_qs, urlsplit
 
 from .carbon import DEFAULT_REPLICATION, CarbonModel
 from .embedded import embedded_data
 from .errors import ConfigError, UnknownRegionError
 from .model import Backend, GridDataSource, Objective, Provider, SignalKind
 from .placement import GreenPlacementService, PlacementPolicy
-from .ports import GridSource
+from .ports import GridKey, GridSource, SharedGridCache, SharedGridClaim, SharedGridEntry
 from .profiles import FLEET_PUE, PROFILES, default_backends, profile_for
 from .scoring import ScoreWeights
 from .signals import GridSignals, ManualGridSource
 
 __all__ = [
     "ENV_CONFIG",
+    "CacheSettings",
     "GreenrouteConfig",
     "PlacementSettings",
+    "RateBudget",
     "SourceSettings",
     "find_config",
     "load_config",
@@ -47,6 +50,7 @@ __all__ = [
 ENV_CONFIG = "GREENROUTE_CONFIG"
 DEFAULT_FILE = "greenroute.toml"
 GRID_SOURCE_ENTRY_POINTS = "greenroute.grid_sources"
+CACHE_ENTRY_POINTS = "greenroute.caches"
 
 KNOWN_SOURCES = tuple(s.value for s in GridDataSource)
 _SECRET_KEYS = frozenset({"password", "username", "api_key", "token", "auth_token", "key", "secret"})
@@ -86,6 +90,61 @@ class SourceSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class RateBudget:
+    """A fleet-wide limit on one source's upstream calls: at most ``calls`` in any ``window_seconds``.
+
+    ``calls = 0`` means no limit.
+    """
+
+    calls: int
+    window_seconds: float
+
+    def __str__(self) -> str:
+        return f"{self.calls} calls per {self.window_seconds:g} s"
+
+
+#: WattTime allows 3,000 data calls per 5 minutes per account.
+DEFAULT_BUDGETS: Mapping[str, RateBudget] = MappingProxyType({"watttime": RateBudget(3000, 300.0)})
+
+
+@dataclass(frozen=True, slots=True)
+class CacheSettings:
+    """The ``[cache]`` table: grid values shared by a fleet through Redis or Valkey.
+
+    Attributes:
+        url: ``redis://host:port/db``, ``rediss://...`` or ``unix:///path?db=N``; ``None`` (the
+            default) keeps every cache in its own process. Never with a password in it.
+        key_prefix: Every key greenroute writes starts with it. Defaults to ``"greenroute:"``.
+        timeout_ms: Connect and per-command timeout. Defaults to 50 ms, so a slow or dead server
+            costs a decision at most that before it falls back to the per-process cache.
+        local_ttl_seconds: How long a process reuses a value it read before reading again.
+            Defaults to 1 s (never more than ``placement.cache_ttl_seconds``).
+        lock_seconds: How long one process's claim to fetch a value lasts if it never finishes.
+            Defaults to 10 s.
+        retry_seconds: After a failure, how long to use only the per-process cache. Defaults to 1 s.
+        username_env: The environment variable holding the username (ACL), if any.
+        password_env: The environment variable holding the password, if any.
+        budgets: Each source's fleet-wide rate budget. Defaults to 3,000 calls per 300 s for
+            WattTime and none for the others.
+    """
+
+    url: str | None = None
+    key_prefix: str = "greenroute:"
+    timeout_ms: float = 50.0
+    local_ttl_seconds: float = 1.0
+    lock_seconds: float = 10.0
+    retry_seconds: float = 1.0
+    username_env: str | None = None
+    password_env: str | None = None
+    budgets: Mapping[str, RateBudget] = field(default_factory=lambda: DEFAULT_BUDGETS)
+
+    def env(self, key: str) -> str | None:
+        """The value of the environment variable that ``username_env`` or ``password_env`` names."""
+        var = self.username_env if key == "username_env" else self.password_env if key == "password_env" else None
+        return (os.environ.get(var) or None) if var else None
+
+
+@dataclass(frozen=True, slots=True)
 class GreenrouteConfig:
     """A validated configuration. Build the runtime objects with :meth:`build_service`."""
 
@@ -97,6 +156,7 @@ class GreenrouteConfig:
     backends: tuple[Backend, ...]
     on_overwrite: str = "keep"
     failover_cooldown_seconds: float = 30.0
+    cache: CacheSettings = field(default_factory=CacheSettings)
 
     def build_sources(self) -> list[GridSource]:
         """The configured grid sources in ``placement.sources`` order (embedded excluded).
@@ -129,7 +189,31 @@ class GreenrouteConfig:
         p = self.placement
         return GridSignals(self.build_sources(), signal=p.signal, cache_ttl_seconds=p.cache_ttl_seconds,
                            max_staleness_seconds=p.max_staleness_seconds,
-                           time_budget_seconds=p.time_budget_ms / 1000.0)
+                           time_budget_seconds=p.time_budget_ms / 1000.0,
+                           shared_cache=self.build_cache(),
+                           local_ttl_seconds=self.cache.local_ttl_seconds,
+                           shared_retry_seconds=self.cache.retry_seconds)
+
+    def build_cache(self) -> SharedGridCache | None:
+        """The shared grid cache ``[cache] url`` names, or ``None`` when there is none.
+
+        The adapter comes from the ``greenroute.caches`` entry point of the URL's scheme, loaded only
+        now. One that is not installed gives a cache that always fails with that reason, so every
+        decision says why it used the per-process cache.
+        """
+        url = self.cache.url
+        if url is None:
+            return None
+        scheme = url.split(":", 1)[0]
+        for ep in entry_points(group=CACHE_ENTRY_POINTS):
+            if ep.name == scheme:
+                try:
+                    factory: Callable[[CacheSettings], SharedGridCache] = ep.load()
+                except ImportError as exc:
+                    return UnavailableCache(scheme, f"adapter failed to import ({exc}); "
+                                                    "install greenroute[redis]")
+                return factory(self.cache)
+        return UnavailableCache(scheme, "adapter not installed; install greenroute[redis]")
 
     def build_service(self) -> GreenPlacementService:
         """A placement service over this config's backends, sources and rules."""
@@ -169,6 +253,33 @@ class UnavailableSource:
         from .errors import GridDataUnavailableError
 
         raise GridDataUnavailableError(f"{self.name}: {self.unavailable_reason}", source=self.name, region=region)
+
+
+class UnavailableCache:
+    """A configured shared cache that cannot be used (adapter missing): every call says why."""
+
+    def __init__(self, scheme: str, reason: str) -> None:
+        self.description = scheme
+        self.reason = reason
+
+    def read(self, keys: Sequence[GridKey]) -> list[SharedGridEntry]:
+        """Always fails."""
+        raise ConnectionError(self.reason)
+
+    def claim(self, keys: Sequence[GridKey], *, force: Sequence[bool] = ()) -> list[SharedGridClaim]:
+        """Always fails."""
+        raise ConnectionError(self.reason)
+
+    def store(self, key: GridKey, value: Any, token: str, *, ttl_seconds: float, keep_seconds: float) -> bool:
+        """Always fails."""
+        raise ConnectionError(self.reason)
+
+    def fail(self, key: GridKey, token: str, reason: str, *, backoff_seconds: float) -> None:
+        """Always fails."""
+        raise ConnectionError(self.reason)
+
+    def close(self) -> None:
+        """Nothing to close."""
 
 
 def find_config(path: str | os.PathLike[str] | None = None) -> Path | None:
@@ -214,10 +325,11 @@ def load_config(path: str | os.PathLike[str] | None = None) -> GreenrouteConfig:
 def parse_config(raw: Mapping[str, Any], *, path: str | None = None) -> GreenrouteConfig:
     """Validate an already-parsed TOML document."""
     r = _Reader(path)
-    r.keys(raw, "", {"placement", "sources", "carbon", "catalog", "router", "backends"})
+    r.keys(raw, "", {"placement", "sources", "carbon", "catalog", "router", "backends", "cache"})
     placement = _placement(r, r.table(raw, "placement"))
     sources = _sources(r, r.table(raw, "sources"), placement)
     carbon = _carbon(r, r.table(raw, "carbon"))
+    cache = _cache(r, r.table(raw, "cache"), placement)
     catalog = r.table(raw, "catalog")
     r.keys(catalog, "catalog", {"url"})
     catalog_url = r.get(catalog, "catalog.url", str, "sqlite:///.greenroute/catalog.db")
@@ -241,7 +353,7 @@ def parse_config(raw: Mapping[str, Any], *, path: str | None = None) -> Greenrou
         if not backends:
             raise ConfigError("expected at least one backend", path=path, key="backends")
     return GreenrouteConfig(path, placement, MappingProxyType(sources), carbon, catalog_url, backends,
-                            on_overwrite, cooldown)
+                            on_overwrite, cooldown, cache)
 
 
 def _defaults() -> GreenrouteConfig:
@@ -328,6 +440,83 @@ def _sources(r: _Reader, t: Mapping[str, Any], placement: PlacementSettings) -> 
                 r.number({region: value}, f"sources.manual.intensities.{region}", 0.0, minimum=0.0)
         out[name] = SourceSettings(name, MappingProxyType(dict(s)))
     return out
+
+
+_CACHE_SCHEMES = ("redis", "rediss", "unix")
+_BUDGET_SOURCES = tuple(s.value for s in GridDataSource if s.value not in {"embedded", "manual"})
+
+
+def _cache(r: _Reader, t: Mapping[str, Any], placement: PlacementSettings) -> CacheSettings:
+    r.keys(t, "cache", {"url", "key_prefix", "timeout_ms", "local_ttl_seconds", "lock_seconds", "retry_seconds",
+                        "username_env", "password_env", "budgets"})
+    for key in t:
+        if key.lower() in _SECRET_KEYS:
+            raise r.error(f"cache.{key}", "secrets are never read from the config file; name an environment "
+                          "variable with password_env instead", "<hidden>")
+    d = CacheSettings()
+    url = r.get(t, "cache.url", str, None)
+    if url is not None:
+        _check_cache_url(r, url)
+    prefix = r.get(t, "cache.key_prefix", str, d.key_prefix)
+    if not prefix or any(c.isspace() for c in prefix):
+        raise r.error("cache.key_prefix", "expected a non-empty prefix without spaces", prefix)
+    for key in ("username_env", "password_env"):
+        value = t.get(key)
+        if value is not None and (not isinstance(value, str) or not value):
+            raise r.error(f"cache.{key}", "expected the name of an environment variable", value)
+    budgets = dict(d.budgets)
+    table = r.table(t, "budgets", "cache.budgets")
+    for name, b in table.items():
+        at = f"cache.budgets.{name}"
+        if name not in _BUDGET_SOURCES:
+            raise ConfigError(f"unknown source (expected one of {', '.join(_BUDGET_SOURCES)})"
+                              + _did_you_mean(name, _BUDGET_SOURCES), path=r.path, key=at)
+        if not isinstance(b, dict):
+            raise r.error(at, "expected a table with calls and window_seconds", b)
+        r.keys(b, at, {"calls", "window_seconds"})
+        if "calls" not in b or "window_seconds" not in b:
+            raise ConfigError("expected both calls and window_seconds", path=r.path, key=at)
+        calls = r.get(b, f"{at}.calls", int, 0)
+        if calls < 0:
+            raise r.error(f"{at}.calls", "expected a whole number >= 0 (0: no limit)", calls)
+        window = r.number(b, f"{at}.window_seconds", 0.0, minimum=0.001)
+        budgets[name] = RateBudget(calls, window)
+    return CacheSettings(
+        url=url,
+        key_prefix=prefix,
+        timeout_ms=r.number(t, "cache.timeout_ms", d.timeout_ms, minimum=1.0, maximum=60_000.0),
+        local_ttl_seconds=min(r.number(t, "cache.local_ttl_seconds", d.local_ttl_seconds, minimum=0.0),
+                              placement.cache_ttl_seconds),
+        lock_seconds=r.number(t, "cache.lock_seconds", d.lock_seconds, minimum=0.1),
+        retry_seconds=r.number(t, "cache.retry_seconds", d.retry_seconds, minimum=0.0),
+        username_env=t.get("username_env"),
+        password_env=t.get("password_env"),
+        budgets=MappingProxyType(budgets),
+    )
+
+
+def _check_cache_url(r: _Reader, url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in _CACHE_SCHEMES:
+        raise r.error("cache.url", "expected a redis://, rediss:// or unix:// URL", url)
+    try:
+        password = parts.password
+        if parts.port is not None and not 0 < parts.port < 65536:
+            raise ValueError
+    except ValueError:
+        raise r.error("cache.url", "expected host:port with a numeric port", url) from None
+    query = parse_qs(parts.query)
+    if password or "password" in query:
+        raise r.error("cache.url", "secrets are never read from the config file; take the password out of the "
+                      "URL and name an environment variable with cache.password_env", "<hidden>")
+    if parts.scheme == "unix":
+        if not parts.path:
+            raise r.error("cache.url", "expected a socket path (unix:///run/redis.sock?db=0)", url)
+    elif not parts.hostname:
+        raise r.error("cache.url", "expected a host (redis://127.0.0.1:6379/0)", url)
+    db = query.get("db", [parts.path.strip("/")] if parts.scheme != "unix" else ["0"])[0] or "0"
+    if not db.isdigit():
+        raise r.error("cache.url", "expected a database number (redis://host:6379/0)", url)
 
 
 def _carbon(r: _Reader, t: Mapping[str, Any]) -> CarbonModel:
