@@ -20,6 +20,7 @@ from typing import Any
 
 import adlfs  # type: ignore[import-untyped]
 import azure.core.exceptions as azure_errors
+from azure.core import MatchConditions
 from azure.storage.blob.aio import BlobClient, BlobServiceClient
 from fsspec.asyn import sync  # type: ignore[import-untyped]
 
@@ -92,6 +93,18 @@ class AzureTarget(FsspecTarget):
 
     def _raw_metadata(self, full: str, info: Mapping[str, Any]) -> Mapping[str, Any]:
         return {k: v for k, v in (info.get("metadata") or {}).items() if k != _ADLFS_KEY}
+
+    def _delete_if_unchanged(self, full: str, info: Mapping[str, Any]) -> bool:
+        etag = info.get("etag")
+        if not etag:
+            return super()._delete_if_unchanged(full, info)
+        try:  # Azure checks the ETag and deletes in one step: a newer blob under the name survives
+            sync(self.fs.loop, self._blob(full).delete_blob, etag=etag, match_condition=MatchConditions.IfNotModified)
+        except azure_errors.ResourceModifiedError:
+            return False
+        finally:
+            self.fs.invalidate_cache(full)
+        return True
 
     def _copy(self, source: str, target: str, metadata: dict[str, str]) -> None:
         sync(self.fs.loop, self._copy_async, source, target, self._with_adlfs_key(metadata))

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import json
 import os
 import secrets
 import shutil
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import IO, Any, Literal
 from urllib.parse import unquote, urlsplit
 
@@ -122,9 +123,33 @@ class FileTarget(FsspecTarget):
                 upfront: dict[str, str] | None) -> Stamp:
         pending: _Pending = inner
         pending.file.close()
-        self._bind(pending.tmp, full, metadata)
-        os.replace(pending.tmp, full)
+        with self._locked(full):
+            self._bind(pending.tmp, full, metadata)
+            os.replace(pending.tmp, full)
         return None, None
+
+    @contextlib.contextmanager
+    def _locked(self, full: str) -> Iterator[None]:
+        """Hold the folder's lock file: an object's final rename and a conditional delete never interleave,
+        across threads and processes (``flock`` conflicts between open file descriptions)."""
+        fd = os.open(os.path.join(os.path.dirname(full), _TMP_PREFIX + "lock"), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
+
+    def delete_if(self, path: str, decision_id: str) -> bool:
+        full = self._full(path)
+        with self._errors("delete", path):
+            try:
+                with self._locked(full):
+                    if self.stat(path).metadata.get("greenroute_decision") != decision_id:
+                        return False
+                    self._delete(full)
+                    return True
+            except FileNotFoundError:
+                return False
 
     def _discard(self, inner: Any, full: str) -> None:
         pending: _Pending = inner

@@ -104,6 +104,21 @@ class GCSTarget(FsspecTarget):
     def _raw_metadata(self, full: str, info: Mapping[str, Any]) -> Mapping[str, Any]:
         return info.get("metadata") or {}
 
+    def _delete_if_unchanged(self, full: str, info: Mapping[str, Any]) -> bool:
+        generation = info.get("generation")
+        if not generation:
+            return super()._delete_if_unchanged(full, info)
+        bucket, key, _ = self.fs.split_path(full)
+        try:  # GCS checks the generation and deletes in one step: a newer object under the name survives
+            self.fs.call("DELETE", "b/{}/o/{}", bucket, key, ifGenerationMatch=generation)
+        except HttpError as exc:
+            if int(exc.code or 0) == 412:
+                return False
+            raise
+        finally:
+            self.fs.invalidate_cache(full)
+        return True
+
     def _copy(self, source: str, target: str, metadata: dict[str, str]) -> None:
         b1, k1, _ = self.fs.split_path(source)
         b2, k2, _ = self.fs.split_path(target)

@@ -57,6 +57,14 @@ class MemoryTarget(FsspecTarget):
     def _discard(self, inner: Any, full: str) -> None:
         """Nothing was stored."""
 
+    def _delete_if_unchanged(self, full: str, info: Mapping[str, Any]) -> bool:
+        with _LOCK:  # the same lock as a commit's: no write can land between the check and the delete
+            item = self.fs.store.get(full)
+            if item is None or getattr(item, "created", None) != info.get("created"):
+                return False
+            del self.fs.store[full]
+            return True
+
     def _open_read(self, full: str, block_size: int | None) -> Any:
         return io.BytesIO(self.fs.cat_file(full))  # the store's object must not share a position
 

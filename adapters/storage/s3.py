@@ -113,6 +113,18 @@ class S3Target(FsspecTarget):
         self._stat(full)  # S3 deletes a missing key without complaint
         self.fs.rm_file(full)
 
+    def _delete_if_unchanged(self, full: str, info: Mapping[str, Any]) -> bool:
+        bucket, key, _ = self.fs.split_path(full)
+        try:  # S3 checks the ETag and deletes in one step: a newer object under the key survives
+            self.fs.call_s3("delete_object", Bucket=bucket, Key=key, IfMatch=info["ETag"])
+        except OSError as exc:
+            if _precondition_failed(exc):
+                return False
+            raise
+        finally:
+            self.fs.invalidate_cache(full)
+        return True
+
     def _copy(self, source: str, target: str, metadata: dict[str, str]) -> None:
         self.fs.cp_file(source, target, Metadata=metadata, MetadataDirective="REPLACE")
 
@@ -133,6 +145,20 @@ class S3Target(FsspecTarget):
         if isinstance(exc, botocore.exceptions.NoCredentialsError | botocore.exceptions.PartialCredentialsError):
             return "denied"
         return super()._classify(exc)
+
+
+def _precondition_failed(exc: BaseException) -> bool:
+    """Whether S3 refused a conditional request (412 PreconditionFailed), anywhere in ``exc``'s causes."""
+    current: BaseException | None = exc
+    for _ in range(8):
+        if current is None:
+            return False
+        if isinstance(current, botocore.exceptions.ClientError):
+            response = current.response
+            return (str(response.get("Error", {}).get("Code", "")) == "PreconditionFailed"
+                    or int(response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0) == 412)
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def from_backend(backend: Backend) -> S3Target:

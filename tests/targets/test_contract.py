@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from tests.servers.local import AZURITE_KEY
@@ -306,3 +307,34 @@ def _flatten(options: object, prefix: str = "") -> dict[str, str]:
     elif isinstance(options, str):
         out[prefix.rstrip(".")] = options
     return out
+
+
+# -- conditional deletes: an old copy is removed only while it holds the replaced write's bytes ------------
+
+
+def test_delete_if_removes_only_the_decision_it_names(target: FsspecTarget) -> None:
+    target.write("ns/cond.bin", b"old", METADATA)
+    assert target.delete_if("ns/cond.bin", "another-decision") is False
+    assert target.read("ns/cond.bin") == b"old"
+    assert target.delete_if("ns/cond.bin", METADATA["greenroute_decision"]) is True
+    assert [i.path for i in target.list("ns/")] == []
+    assert target.delete_if("ns/cond.bin", METADATA["greenroute_decision"]) is False  # missing: nothing to do
+
+
+# File targets hold a lock across the check and the delete instead (tests/test_write_stress.py races them), and
+# gcp-storage-emulator ignores ifGenerationMatch on DELETE, which real GCS honours, so neither can be raced here.
+@pytest.mark.parametrize("kind", ["memory", "s3", "azure"])
+def test_delete_if_spares_an_object_overwritten_between_its_check_and_its_delete(target: FsspecTarget) -> None:
+    """Another writer stores the same key after delete_if has checked it: the conditional delete must refuse."""
+    newer = {**METADATA, "greenroute_decision": "newer-writer"}
+
+    class Overtaken(type(target)):  # type: ignore[misc]
+        def _delete_if_unchanged(self, full: str, info: Any) -> bool:
+            self.write("ns/raced.bin", b"newer bytes", newer)  # lands between the check and the delete
+            return super()._delete_if_unchanged(full, info)  # type: ignore[no-any-return]
+
+    racer = Overtaken(target.backend)
+    racer.write("ns/raced.bin", b"old bytes", METADATA)
+    assert racer.delete_if("ns/raced.bin", METADATA["greenroute_decision"]) is False
+    assert target.read("ns/raced.bin") == b"newer bytes"
+    assert target.stat("ns/raced.bin").metadata["greenroute_decision"] == "newer-writer"
