@@ -231,8 +231,10 @@ class SqliteCatalog:
                           (path,))
         return Placement(str(rows[0][0]), str(rows[0][1]), str(rows[0][2])) if rows else None
 
-    def commit(self, entry: CatalogEntry, *, expected: str | None) -> tuple[CatalogEntry, CatalogEntry | None]:
-        """Make ``entry`` the live entry of its path if the live entry is still ``expected``."""
+    def commit(self, entry: CatalogEntry, *, expected: str | None,
+               reason: str = "overwritten") -> tuple[CatalogEntry, CatalogEntry | None]:
+        """Make ``entry`` the live entry of its path if the live entry is still ``expected``; the replaced
+        entry is closed with ``reason``."""
         now = utcnow()
         committed = replace(entry, state=EntryState.COMMITTED, closed_at=None, closed_reason=None)
         with self._write() as db:
@@ -240,7 +242,7 @@ class SqliteCatalog:
             if (old.decision_id if old is not None else None) != expected:
                 raise CommitConflictError(entry.path, _brief(old))
             if old is not None and old.decision_id != entry.decision_id:
-                db.execute(_CLOSE, (now.isoformat(), "overwritten", now.isoformat(), old.decision_id))
+                db.execute(_CLOSE, (now.isoformat(), reason, now.isoformat(), old.decision_id))
             db.execute(_INSERT, row_from_entry(committed))
         return committed, (old if old is not None and old.decision_id != entry.decision_id else None)
 

@@ -217,12 +217,14 @@ class Catalog(Protocol):
         """The path's live entry, in brief (one indexed read)."""
         ...
 
-    def commit(self, entry: CatalogEntry, *, expected: str | None) -> tuple[CatalogEntry, CatalogEntry | None]:
+    def commit(self, entry: CatalogEntry, *, expected: str | None,
+               reason: str = "overwritten") -> tuple[CatalogEntry, CatalogEntry | None]:
         """Make ``entry`` the path's live entry, if the live entry is still ``expected``.
 
         Args:
             entry: The new entry (its state is set to committed).
             expected: The decision id of the live entry the write saw, or ``None`` if it saw none.
+            reason: The ``closed_reason`` of the entry this one replaces (``"moved"`` for a rebalance).
 
         Returns:
             The committed entry, and the entry it closed (if the path had one).

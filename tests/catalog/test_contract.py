@@ -40,6 +40,17 @@ def test_commit_replaces_the_expected_entry_and_closes_it(catalog: Catalog) -> N
     assert closed.closed_at is not None
 
 
+def test_commit_closes_the_replaced_entry_with_the_given_reason(catalog: Catalog) -> None:
+    # A rebalance move is one compare-and-set commit that closes the old entry as "moved".
+    catalog.commit(make_entry("ns/a", "d1", backend="b1"), expected=None)
+    moved = make_entry("ns/a", "d2", backend="b2", moves=('{"from": "b1", "to": "b2", "gco2e": 0.5}',))
+    catalog.commit(moved, expected="d1", reason="moved")
+    closed = catalog.decision("d1")
+    assert closed is not None and closed.state is EntryState.CLOSED and closed.closed_reason == "moved"
+    live = catalog.lookup("ns/a")
+    assert live is not None and live.moves == moved.moves and live.backend_id == "b2"
+
+
 @pytest.mark.parametrize("expected", [None, "d0", "someone-else"])
 def test_commit_against_a_stale_expectation_conflicts_and_changes_nothing(catalog: Catalog,
                                                                            expected: str | None) -> None:
