@@ -6,6 +6,7 @@ Three moto servers and Azurite hold 60 objects, 20 of them on one moto server th
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ from tests.servers.fixtures import azurite_server, moto_server_factory  # noqa: 
 from tests.servers.local import (
     LocalServer,
     azure_storage_options,
+    closed_port,
     create_azure_container,
     create_s3_bucket,
     s3_storage_options,
@@ -22,6 +24,7 @@ from tests.servers.local import (
 
 from greenroute import Backend, GreenPlacementService, GreenRouter, Provider
 from greenroute.adapters.catalog.sqlite import SqliteCatalog
+from greenroute.cli import main
 
 DEAD = "s3-dead"
 
@@ -97,3 +100,40 @@ def test_fsck_and_probe_carry_on_past_a_dead_backend(
     assert report.committed == ["ns/crashed/a"]  # the live backends' crashed writes are still resolved
     assert router.lookup("ns/crashed/a").decision_id == crashed.decision.decision_id  # type: ignore[union-attr]
     assert router.read("ns/crashed/a") == b"stored, never committed here"
+
+
+def test_the_cli_reports_the_dead_backend_and_fails_only_when_strict(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "greenroute.toml"
+    config.write_text(f"""
+[placement]
+sources = ["embedded"]
+[catalog]
+url = "sqlite:///{tmp_path}/catalog.db"
+[[backends]]
+id = "disk"
+provider = "file"
+region = "eu-north-1"
+root = "{(tmp_path / 'disk').as_uri()}"
+[[backends]]
+id = "gone"
+provider = "s3"
+region = "us-west-2"
+root = "s3://gr-gone/data"
+[backends.storage_options]
+endpoint_url = "http://127.0.0.1:{closed_port()}"
+key = "k"
+secret = "s"
+retries = 1
+""")
+    with GreenRouter.from_config(config) as router:
+        router.write("ns/kept", b"on disk", candidates=["disk"])
+    for command in ("reindex", "fsck"):
+        assert main([command, "--config", str(config)]) == 0
+        assert "skipped gone" in capsys.readouterr().out
+        assert main([command, "--config", str(config), "--strict"]) == 2
+        capsys.readouterr()
+        assert main([command, "--config", str(config), "--json"]) == 0
+        assert list(json.loads(capsys.readouterr().out)["unreachable"]) == ["gone"]
+    with GreenRouter.from_config(config) as router:
+        assert router.read("ns/kept") == b"on disk"

@@ -11,6 +11,7 @@ Exit codes: 0 success, 1 no answer (for example no source knew any region asked 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 import sys
@@ -77,11 +78,13 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("prefix", nargs="?", default="", help="only paths under this prefix")
     report.add_argument("--by", choices=["backend", "namespace"], default="backend")
 
-    fsck = sub.add_parser("fsck", parents=[common], help="resolve writes a crash left pending")
+    fsck = sub.add_parser("fsck", parents=[common], help="reconcile the catalog with the backends after crashes")
     fsck.add_argument("--older-than", type=float, default=300.0, metavar="SECONDS",
-                      help="leave younger pending entries alone: they may be in flight (default 300)")
+                      help="leave younger objects and reservations alone: they may be in flight (default 300)")
+    fsck.add_argument("--strict", action="store_true", help="exit 2 when a backend could not be checked")
 
-    sub.add_parser("reindex", parents=[common], help="rebuild the catalog from the backends' own metadata")
+    reindex = sub.add_parser("reindex", parents=[common], help="rebuild the catalog from the backends' own metadata")
+    reindex.add_argument("--strict", action="store_true", help="exit 2 when a backend could not be listed")
 
     demo = sub.add_parser("demo", parents=[common], help="write a generated dataset through the router")
     demo.add_argument("--dir", default=".greenroute-demo", help="demo folder, wiped first (default .greenroute-demo)")
@@ -291,16 +294,17 @@ def _fsck(cfg: GreenrouteConfig, args: argparse.Namespace, out: Console) -> int:
     with GreenRouter.from_config(cfg) as router:
         report = router.fsck(older_than_seconds=args.older_than)
     if args.json:
-        print(json.dumps({"committed": report.committed, "dropped": report.dropped,
-                          "skipped_recent": report.skipped_recent}, indent=2))
-        return 0
-    out.print(f"committed {len(report.committed)} pending writes whose object exists; dropped "
-              f"{len(report.dropped)} whose object does not; left {len(report.skipped_recent)} recent ones alone")
-    for path in report.committed:
-        out.print(f"  committed {path}")
-    for path in report.dropped:
-        out.print(f"  dropped   {path}")
-    return 0
+        print(json.dumps(dataclasses.asdict(report), indent=2))
+    else:
+        out.print(f"adopted {len(report.committed)} uncommitted objects, repaired {len(report.repaired)} entries, "
+                  f"removed {len(report.orphans_deleted)} orphan copies, dropped {len(report.dropped)} stale "
+                  f"reservations; left {len(report.skipped_recent)} recent ones alone")
+        for label, items in (("adopted", report.committed), ("repaired", report.repaired),
+                             ("removed", report.orphans_deleted), ("dropped", report.dropped)):
+            for item in items:
+                out.print(f"  {label:<8} {item}")
+        _print_unreachable(report.unreachable, out)
+    return 2 if args.strict and report.unreachable else 0
 
 
 def _reindex(cfg: GreenrouteConfig, args: argparse.Namespace, out: Console) -> int:
@@ -309,15 +313,22 @@ def _reindex(cfg: GreenrouteConfig, args: argparse.Namespace, out: Console) -> i
     with GreenRouter.from_config(cfg) as router:
         report = router.reindex()
     if args.json:
-        print(json.dumps({"entries": report.entries, "duplicates": report.duplicates, "foreign": report.foreign},
-                         indent=2))
-        return 0
-    out.print(f"rebuilt {report.entries} catalog entries from the backends' own metadata")
-    if report.duplicates:
-        out.print(f"  {len(report.duplicates)} paths were on two backends; kept the newest copy of each")
-    if report.foreign:
-        out.print(f"  {len(report.foreign)} objects without greenroute metadata were left alone")
-    return 0
+        print(json.dumps(dataclasses.asdict(report), indent=2))
+    else:
+        out.print(f"rebuilt {report.entries} catalog entries from the backends' own metadata")
+        if report.duplicates:
+            out.print(f"  {len(report.duplicates)} paths were on two backends; kept the newest copy of each")
+        if report.foreign:
+            out.print(f"  {len(report.foreign)} objects without greenroute metadata were left alone")
+        if report.kept:
+            out.print(f"  {len(report.kept)} paths kept their entry on an unreachable backend")
+        _print_unreachable(report.unreachable, out)
+    return 2 if args.strict and report.unreachable else 0
+
+
+def _print_unreachable(unreachable: dict[str, str], out: Console) -> None:
+    for backend_id, why in unreachable.items():
+        out.print(f"  [yellow]skipped {backend_id}[/yellow]: could not be reached ({why}); its entries are kept")
 
 
 def _config_check(cfg: GreenrouteConfig, args: argparse.Namespace, out: Console) -> int:

@@ -20,7 +20,6 @@ import os
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeVar
@@ -31,6 +30,7 @@ from .embedded import embedded_data
 from .errors import ConfigError, UnknownRegionError
 from .model import Backend, GridDataSource, Objective, Provider, SignalKind
 from .placement import GreenPlacementService, PlacementPolicy
+from .plugins import load_entry_point
 from .ports import GridKey, GridSource, SharedGridCache, SharedGridClaim, SharedGridEntry
 from .profiles import FLEET_PUE, PROFILES, default_backends, profile_for
 from .scoring import ScoreWeights
@@ -205,15 +205,13 @@ class GreenrouteConfig:
         if url is None:
             return None
         scheme = url.split(":", 1)[0]
-        for ep in entry_points(group=CACHE_ENTRY_POINTS):
-            if ep.name == scheme:
-                try:
-                    factory: Callable[[CacheSettings], SharedGridCache] = ep.load()
-                except ImportError as exc:
-                    return UnavailableCache(scheme, f"adapter failed to import ({exc}); "
-                                                    "install greenroute[redis]")
-                return factory(self.cache)
-        return UnavailableCache(scheme, "adapter not installed; install greenroute[redis]")
+        try:
+            factory: Callable[[CacheSettings], SharedGridCache] | None = load_entry_point(CACHE_ENTRY_POINTS, scheme)
+        except ImportError as exc:
+            return UnavailableCache(scheme, f"adapter failed to import ({exc}); install greenroute[redis]")
+        if factory is None:
+            return UnavailableCache(scheme, "adapter not installed; install greenroute[redis]")
+        return factory(self.cache)
 
     def build_service(self) -> GreenPlacementService:
         """A placement service over this config's backends, sources and rules."""
@@ -610,11 +608,9 @@ def _signal_of(name: str) -> SignalKind:
 
 
 def _grid_source_factory(name: str) -> Callable[[SourceSettings, PlacementSettings], GridSource] | None:
-    for ep in entry_points(group=GRID_SOURCE_ENTRY_POINTS):
-        if ep.name == name:
-            factory: Callable[[SourceSettings, PlacementSettings], GridSource] = ep.load()
-            return factory
-    return None
+    factory: Callable[[SourceSettings, PlacementSettings], GridSource] | None = load_entry_point(
+        GRID_SOURCE_ENTRY_POINTS, name)
+    return factory
 
 
 # -- validation helpers -----------------------------------------------------------------------
