@@ -207,7 +207,7 @@ class RedisGridCache:
             value_raw, fresh_raw, lock_raw, fail_raw = raw[4 * i: 4 * i + 4]
             value, fence = decode_value(_bytes(value_raw), key)
             fresh = value is not None and fresh_raw is not None and fresh_raw == str(fence).encode()
-            entries.append(SharedGridEntry(value, fresh, lock_raw is not None, _failure(_bytes(fail_raw)),
+            entries.append(SharedGridEntry(value, fresh, _is_lock(_bytes(lock_raw)), _failure(_bytes(fail_raw)),
                                            foreign=value_raw is not None and value is None))
         return entries
 
@@ -420,6 +420,14 @@ def _pair(result: Any) -> tuple[str, bytes]:
 
 def _bytes(raw: Any) -> bytes | None:
     return raw.encode() if isinstance(raw, str) else raw if isinstance(raw, bytes) else None
+
+
+def _is_lock(raw: bytes | None) -> bool:
+    """Whether ``raw`` looks like a claim greenroute wrote (``<fence>:<owner>``); a foreign one does not count."""
+    if raw is None:
+        return False
+    fence, _, owner = raw.partition(b":")
+    return fence.isdigit() and len(owner) == 12 and all(c in b"0123456789abcdef" for c in owner)
 
 
 def _failure(raw: bytes | None) -> str | None:

@@ -453,6 +453,7 @@ class GridSignals:
         waiting: set[_CacheKey] = set()
         claim_keys: list[_CacheKey] = []
         force: list[bool] = []
+        foreign: set[_CacheKey] = set()
         for key, entry in zip(keys, entries, strict=True):
             value = self._remember(key, entry.value, entry.fresh) if entry.value is not None else None
             if value is not None and entry.fresh:
@@ -477,6 +478,8 @@ class GridSignals:
             else:
                 claim_keys.append(key)
                 force.append(entry.foreign)
+            if entry.foreign:
+                foreign.add(key)
         left: set[_CacheKey] = set()
         if claim_keys:
             left = self._claim(source, claim_keys, force, got, why, futures, waiting, decision)
@@ -496,28 +499,12 @@ class GridSignals:
             else:
                 time.sleep(max(0.0, min(_SHARED_POLL_SECONDS, remaining)))
             if waiting and self._clock() < deadline:
+                # Claiming again is the look: it answers with the value once stored, takes over a key
+                # whose fetcher gave up or died, and clears a lock greenroute did not write.
                 look = list(waiting)
-                try:
-                    polled = cache.read(look)
-                except OSError as exc:
-                    self._shared_failed(exc, decision)
-                    left = set(waiting)
-                    break
-                again: list[_CacheKey] = []
-                again_force: list[bool] = []
-                for key, entry in zip(look, polled, strict=True):
-                    if entry.value is not None and entry.fresh:
-                        got[key] = self._remember(key, entry.value, True)
-                        waiting.discard(key)
-                    elif entry.failure is not None:
-                        why[key] = entry.failure
-                        waiting.discard(key)
-                    elif not entry.refreshing:  # its fetcher gave up or died: take it over
-                        waiting.discard(key)
-                        again.append(key)
-                        again_force.append(entry.foreign)
-                if again:
-                    left = self._claim(source, again, again_force, got, why, futures, waiting, decision)
+                waiting.clear()
+                left = self._claim(source, look, [k in foreign for k in look], got, why, futures, waiting,
+                                   decision)
         if left:  # the shared cache failed: this process's cache takes over every open key
             left.update(futures)
             left.update(waiting)
