@@ -26,6 +26,7 @@ NUMERIC = {
     "coalescing": ("calls", "ttl_windows", "calls_per_window", "max_per_ttl_window", "decisions_per_second"),
     "catalog_scaling": ("entries", "lookup_p50_us", "lookup_p99_us", "begin_p50_us", "commit_p50_us"),
     "streaming": ("seconds", "mib_per_s", "baseline_rss_mb", "peak_rss_mb"),
+    "shared_cache": ("processes",),
 }
 
 
