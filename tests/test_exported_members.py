@@ -12,7 +12,8 @@ def test_all_is_sorted_and_complete() -> None:
         assert hasattr(greenroute, name), name
     public = {n for n in dir(greenroute) if not n.startswith("_")}
     modules = {"carbon", "cli", "config", "embedded", "errors", "events", "model", "placement", "ports",
-               "profiles", "scoring", "signals", "data", "adapters", "health", "router", "demo", "streams"}
+               "profiles", "scoring", "signals", "data", "adapters", "health", "router", "demo", "streams",
+               "plugins"}
     assert public - modules - set(exported) == set()
 
 
