@@ -212,3 +212,91 @@ def test_memoised_decisions_follow_changes_in_backends_grid_and_health() -> None
     cooled = service.select_greenest_backend(None, 10)  # only us-west-2 left: tried anyway (half-open)
     assert cooled.backend_id == "aws-us-west-2"
     assert cooled.write_gco2e == pytest.approx(10 * 1e-9 * 1.12 * 100 / 1000)
+
+
+def test_min_carbon_rankings_are_memoised_per_retention() -> None:
+    # X writes cheaper (lower intensity) but keeps 6 copies at rest; Y keeps one. They cross at ~31 hours.
+    x = Backend(id="x-s3", provider=Provider.S3, region="us-west-2", root="s3://x", pue=1.0, renewable_pct=0)
+    y = Backend(id="y-mem", provider=Provider.MEMORY, region="eu-north-1", root="memory://y", pue=1.0,
+                renewable_pct=0)
+    pinned = ManualGridSource({"us-west-2": 100.0, "eu-north-1": 110.0})
+    service = GreenPlacementService([x, y], signals=GridSignals([pinned]), objective=Objective.MIN_CARBON)
+    for _ in range(2):  # the second round is served from the memos
+        assert service.select_greenest_backend(None, 10**9).backend_id == "x-s3"
+        assert service.select_greenest_backend(None, 10**9, retention_days=30).backend_id == "y-mem"
+        # By score the lower intensity wins whatever the retention.
+        assert service.select_greenest_backend(None, 10**9, retention_days=30, objective="score").backend_id == "x-s3"
+        assert service.select_greenest_backend(None, 10**9, retention_days=30).backend_id == "y-mem"
+        assert service.select_greenest_backend(None, 10**9, retention_days=0).backend_id == "x-s3"
+    # Embedded data only: the same grid mapping every time, so the identity memo answers.
+    embedded = GreenPlacementService([x, y], objective=Objective.MIN_CARBON)
+    first = embedded.select_greenest_backend(None, 10**9, retention_days=1)
+    again = embedded.select_greenest_backend(None, 10**9, retention_days=365)
+    assert [first.backend_id, *(a.backend_id for a in first.alternatives)] == ["y-mem", "x-s3"]
+    assert again.backend_id == "y-mem" and again.retention_gco2e > first.retention_gco2e
+
+
+def test_alternatives_are_a_plain_frozen_field_built_once() -> None:
+    import copy
+    import dataclasses
+
+    from greenroute import CarbonPlacementDecision
+
+    service = _service()
+    decision = service.select_greenest_backend(None, 10**9, retention_days=30)
+    assert [f.name for f in dataclasses.fields(CarbonPlacementDecision)][:5] == [
+        "decision_id", "backend", "target_url", "score", "alternatives"]
+    alternatives = decision.alternatives
+    assert type(alternatives) is tuple and len(alternatives) == 4
+    assert decision.alternatives is alternatives  # built on the first read, kept
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        decision.alternatives = ()  # type: ignore[misc]
+    model = CarbonModel()
+    for alt in alternatives:
+        backend = service.backend(alt.backend_id)
+        expected = model.estimate(10**9, provider=backend.provider, pue=backend.pue, retention_days=30,
+                                  carbon_intensity_g_per_kwh=decision.grid_data[alt.backend_id].carbon_intensity_g_per_kwh)
+        assert alt.write_gco2e == pytest.approx(expected.write_gco2e)
+        assert alt.retention_gco2e == pytest.approx(expected.retention_gco2e)
+        assert alt.chosen_gco2e == pytest.approx(decision.write_gco2e + decision.retention_gco2e)
+        assert alt.chosen is decision.score
+    # Copies, equality and repr see the built tuple, whether or not it was read before.
+    unread = service.select_greenest_backend(None, 10**9, retention_days=30)
+    assert "Alternative(backend_id='aws-us-west-2'" in repr(unread)
+    for fresh in (service.select_greenest_backend(None, 10**9, retention_days=30), decision):
+        restored = copy.copy(fresh)
+        assert restored == fresh and restored.alternatives == alternatives
+        replaced = dataclasses.replace(fresh, failovers=("aws-eu-north-1: timed out",))
+        assert replaced.alternatives == alternatives and replaced.failovers != fresh.failovers
+    single = service.select_greenest_backend(["on-prem"], 10)
+    assert single.alternatives == () and single.to_dict()["alternatives"] == []
+
+
+def test_decision_ids_are_unique_and_change_prefix_in_a_forked_child() -> None:
+    import os
+
+    service = _service()
+    ids = [service.select_greenest_backend(None, 1).decision_id for _ in range(5000)]
+    assert len(set(ids)) == len(ids)
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: one decision, its id back through the pipe
+        try:
+            os.write(write, service.select_greenest_backend(None, 1).decision_id.encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert len(child) == 32 and child not in ids
+    assert child[:16] != ids[0][:16]  # a fresh random prefix, not the parent's counter continued
+
+
+def test_ineligible_reasons_are_read_only() -> None:
+    decision = _service(policy=PlacementPolicy(allowed_countries=frozenset({"US"}))).select_greenest_backend(None, 1)
+    with pytest.raises(TypeError):
+        decision.ineligible["aws-us-west-2"] = "tampered"  # type: ignore[index]
+    again = _service(policy=PlacementPolicy(allowed_countries=frozenset({"US"}))).select_greenest_backend(None, 1)
+    assert "aws-us-west-2" not in again.ineligible and again.ineligible == decision.ineligible

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import MappingProxyType
@@ -19,6 +19,7 @@ __all__ = [
     "Backend",
     "CarbonPlacementDecision",
     "CatalogEntry",
+    "Deferred",
     "EntryState",
     "GreenScore",
     "GridCarbonData",
@@ -295,7 +296,9 @@ class CarbonPlacementDecision:
         backend: The chosen backend.
         target_url: The chosen backend's root URL (the router appends the logical path).
         score: The chosen backend's green score.
-        alternatives: The other eligible candidates, best first, each with why it lost.
+        alternatives: The other eligible candidates, best first, each with why it lost. Built on
+            first read (the placement service leaves a :class:`Deferred` in the slot), so a write
+            that never looks at them does not pay for them.
         ineligible: Candidates filtered out before scoring, each with the reason.
         write_gco2e: Estimated gCO2e of writing ``data_size_bytes`` to the chosen backend.
         at_rest_gco2e_per_month: Projected gCO2e per month of keeping the object there.
@@ -362,6 +365,56 @@ class CarbonPlacementDecision:
             "decided_at": _iso(self.decided_at),
             "failovers": list(self.failovers),
         }
+
+
+class Deferred:
+    """A field value computed on its first read: ``fn(*args)``.
+
+    Only fields wrapped in :class:`_DeferredSlot` accept one; readers never see it, because the slot
+    swaps in the built value (so it is built at most once, barring a harmless race between two
+    first readers that build equal values).
+    """
+
+    __slots__ = ("args", "fn")
+
+    def __init__(self, fn: Callable[..., object], args: tuple[object, ...]) -> None:
+        self.fn = fn
+        self.args = args
+
+
+class _DeferredSlot:
+    """Wraps a dataclass slot so that a :class:`Deferred` stored in it is built when first read.
+
+    The field stays a plain dataclass field (``fields()``, the constructor, ``replace``, equality,
+    ``repr`` and pickling all go through attribute access and see the built value); only the
+    storage is lazy.
+    """
+
+    __slots__ = ("_member",)
+
+    def __init__(self, member: Any) -> None:
+        self._member = member
+
+    def __get__(self, obj: object, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        value = self._member.__get__(obj, owner)
+        if type(value) is Deferred:
+            value = value.fn(*value.args)
+            self._member.__set__(obj, value)
+        return value
+
+    def __set__(self, obj: object, value: object) -> None:
+        self._member.__set__(obj, value)
+
+    def __delete__(self, obj: object) -> None:
+        self._member.__delete__(obj)
+
+
+# ``alternatives`` is the one costly field of a decision (a named tuple per losing candidate) and
+# most writes never read it.
+type.__setattr__(CarbonPlacementDecision, "alternatives",
+                 _DeferredSlot(CarbonPlacementDecision.__dict__["alternatives"]))
 
 
 class EntryState(enum.StrEnum):
