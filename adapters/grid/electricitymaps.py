@@ -11,7 +11,8 @@ default). It follows the documented v3 API:
   ``emissionFactorType`` are kept (see :class:`ElectricityMapsLatest`).
 * ``power-breakdown/latest?zone=Z`` fills ``renewable_pct``; if it fails, the intensity is still
   returned, without a renewable share.
-* ``carbon-intensity/forecast?zone=Z`` (paid plans) via :meth:`ElectricityMapsApiStrategy.forecast`.
+* ``carbon-intensity/forecast?zone=Z`` (paid plans) via :meth:`ElectricityMapsApiStrategy.forecast`
+  (``forecast(region, hours)``, as WattTime's client; rebalancing picks its window with it).
 * Electricity Maps has been seen answering 401 to a valid key after a burst of requests. So a 401
   is retried with backoff like a 429 (bounded by ``max_retries``) and the key is kept; only a
   401 that persists becomes :class:`~greenroute.errors.GridAccessDeniedError`. A 403 (token not
@@ -28,7 +29,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import cachetools
@@ -259,25 +260,37 @@ class ElectricityMapsApiStrategy:
             is_estimated=body.get("isEstimated") is True,
         )
 
-    def forecast(self, zone: str) -> ElectricityMapsForecast:
-        """The ``carbon-intensity/forecast`` answer for ``zone`` (paid plans), in gCO2eq/kWh.
+    def forecast(self, region: str, hours: int | None = None, *, zone: str | None = None) -> ElectricityMapsForecast:
+        """The ``carbon-intensity/forecast`` answer (paid plans) for ``region``'s zone, in gCO2eq/kWh.
+
+        Only ``zone`` is sent, as documented; the answer is cut to the next ``hours`` here.
+
+        Args:
+            region: A cloud region (its zone comes from the embedded mapping), or a zone itself
+                (``"DE"``): a name the embedded data does not know as a region is taken as a zone.
+            hours: Keep only points before now plus this many hours (``None``: all of them).
+            zone: An Electricity Maps zone to use instead of the region's.
 
         Raises:
             GridDataError: No usable answer (including a plan without forecasts).
+            UnknownRegionError: A known cloud region without a mapped zone.
         """
-        body, _ = self._get("carbon-intensity/forecast", zone, None)
+        em_zone = zone or (self.zone_for(region) if embedded_data().has_region(region) else region)
+        asked = region if region != em_zone else None
+        body, fetched = self._get("carbon-intensity/forecast", em_zone, asked)
         items = body.get("forecast") if isinstance(body, Mapping) else None
         if not isinstance(items, list):
-            raise self._shape_error("carbon-intensity/forecast", zone, None)
+            raise self._shape_error("carbon-intensity/forecast", em_zone, asked)
+        until = None if hours is None else fetched + timedelta(hours=hours)
         points: list[IntensityPoint] = []
         for item in items:
             if not isinstance(item, Mapping):
-                raise self._shape_error("carbon-intensity/forecast", zone, None)
+                raise self._shape_error("carbon-intensity/forecast", em_zone, asked)
             value = number(item.get("carbonIntensity"))
             when = parse_time(item.get("datetime"))
-            if value is not None and when is not None:
+            if value is not None and when is not None and (until is None or when < until):
                 points.append(IntensityPoint(when, value))
-        return ElectricityMapsForecast(zone, parse_time(body.get("updatedAt")), tuple(points))
+        return ElectricityMapsForecast(em_zone, parse_time(body.get("updatedAt")), tuple(points))
 
     def close(self) -> None:
         """Close the HTTP client if this object created it."""

@@ -157,6 +157,9 @@ class GreenrouteConfig:
     on_overwrite: str = "keep"
     failover_cooldown_seconds: float = 30.0
     cache: CacheSettings = field(default_factory=CacheSettings)
+    #: ``[rebalance] default_horizon_days``: how long an object without a declared retention is
+    #: expected to stay, for the rebalance break-even test. Defaults to 365 days.
+    rebalance_default_horizon_days: float = 365.0
 
     def build_sources(self) -> list[GridSource]:
         """The configured grid sources in ``placement.sources`` order (embedded excluded).
@@ -323,7 +326,7 @@ def load_config(path: str | os.PathLike[str] | None = None) -> GreenrouteConfig:
 def parse_config(raw: Mapping[str, Any], *, path: str | None = None) -> GreenrouteConfig:
     """Validate an already-parsed TOML document."""
     r = _Reader(path)
-    r.keys(raw, "", {"placement", "sources", "carbon", "catalog", "router", "backends", "cache"})
+    r.keys(raw, "", {"placement", "sources", "carbon", "catalog", "router", "backends", "cache", "rebalance"})
     placement = _placement(r, r.table(raw, "placement"))
     sources = _sources(r, r.table(raw, "sources"), placement)
     carbon = _carbon(r, r.table(raw, "carbon"))
@@ -335,6 +338,9 @@ def parse_config(raw: Mapping[str, Any], *, path: str | None = None) -> Greenrou
     r.keys(router, "router", {"on_overwrite", "failover_cooldown_seconds"})
     on_overwrite = r.choice(router, "router.on_overwrite", ["keep", "replace"], "keep")
     cooldown = r.number(router, "router.failover_cooldown_seconds", 30.0, minimum=0.0)
+    rebalance = r.table(raw, "rebalance")
+    r.keys(rebalance, "rebalance", {"default_horizon_days"})
+    horizon = r.number(rebalance, "rebalance.default_horizon_days", 365.0, minimum=0.0)
     backends_raw = raw.get("backends")
     if backends_raw is None:
         backends = tuple(default_backends())
@@ -351,7 +357,7 @@ def parse_config(raw: Mapping[str, Any], *, path: str | None = None) -> Greenrou
         if not backends:
             raise ConfigError("expected at least one backend", path=path, key="backends")
     return GreenrouteConfig(path, placement, MappingProxyType(sources), carbon, catalog_url, backends,
-                            on_overwrite, cooldown, cache)
+                            on_overwrite, cooldown, cache, rebalance_default_horizon_days=horizon)
 
 
 def _defaults() -> GreenrouteConfig:

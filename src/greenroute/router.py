@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from importlib.metadata import entry_points
-from typing import IO, Any, BinaryIO, Literal, TypeVar
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, Literal, TypeVar
 
 from .carbon import CarbonEstimate
 from .config import GreenrouteConfig, load_config
@@ -56,6 +56,9 @@ from .model import Backend, CarbonPlacementDecision, CatalogEntry, EntryState, G
 from .placement import GreenPlacementService
 from .ports import Catalog, ObjectInfo, Placement, StorageTarget, WriteStream
 from .streams import AbandonableWriter
+
+if TYPE_CHECKING:
+    from .rebalance import ApplyReport, MoveOutcome, RebalancePlan
 
 __all__ = [
     "FsckReport",
@@ -252,7 +255,9 @@ class GreenRouter:
         """A router for the configuration at ``path`` (see :func:`greenroute.load_config`)."""
         cfg = path if isinstance(path, GreenrouteConfig) else load_config(path)
         on_overwrite: OnOverwrite = "replace" if cfg.on_overwrite == "replace" else "keep"
-        return cls(cfg.build_service(), catalog_from_url(cfg.catalog_url), on_overwrite=on_overwrite)
+        router = cls(cfg.build_service(), catalog_from_url(cfg.catalog_url), on_overwrite=on_overwrite)
+        router.rebalance_horizon_days = cfg.rebalance_default_horizon_days
+        return router
 
     def close(self) -> None:
         """Release the catalog and the grid workers."""
@@ -465,6 +470,9 @@ class GreenRouter:
           delete or overwrite whose object removal failed), when it is removed. One whose path is
           live elsewhere under another decision is an orphan and is removed. One at the live
           entry's own URL that holds another decision's bytes repairs the entry from the object.
+        * A rebalance copy (``greenroute_move_of``) that was never committed is removed, never adopted:
+          its move is only ever made live by its own compare-and-set commit, and a path deleted after
+          the copy was made must stay deleted.
         * Anything younger than ``older_than_seconds`` may be a write in flight and is left alone.
           A backend that cannot be listed is reported in ``unreachable``; its entries are untouched.
 
@@ -503,7 +511,8 @@ class GreenRouter:
             if live is not None and live.url == info.url:
                 self.catalog.put(entry)  # the object is the truth about its own bytes
                 report.repaired.append(entry.path)
-            elif live is None and self.catalog.decision(entry.decision_id) is None:
+            elif live is None and self.catalog.decision(entry.decision_id) is None \
+                    and "greenroute_move_of" not in info.metadata:
                 self.catalog.put(entry)
                 report.committed.append(entry.path)
             else:
@@ -819,6 +828,41 @@ class GreenRouter:
         estimate = self._estimate(writer.decision, info.size, writer.retention_days)
         return self._commit(writer.path, writer.decision, info, estimate, writer.retention_days, writer.seen, None,
                             exclusive=writer.exclusive)
+
+    # -- rebalancing (greenroute.rebalance) ----------------------------------------------------
+
+    #: The horizon of objects with no declared retention (``[rebalance] default_horizon_days``).
+    rebalance_horizon_days: float = 365.0
+
+    def rebalance_plan(self, *, prefix: str = "", min_saving_g: float = 0.0, horizon_days: float | None = None,
+                       candidates: Sequence[str] | None = None) -> RebalancePlan:
+        """Propose moves of committed objects to greener backends that pay for themselves.
+
+        See :func:`greenroute.rebalance.plan`. Save the plan with ``plan.save(path)``.
+
+        Example:
+            >>> from greenroute.adapters.catalog.sqlite import SqliteCatalog
+            >>> from greenroute.profiles import default_backends
+            >>> router = GreenRouter(GreenPlacementService(default_backends()), SqliteCatalog(":memory:"))
+            >>> _ = router.write("logs/a.bin", b"x" * 1000, candidates=["aws-us-west-2"], retention_days=365)
+            >>> [m.to_backend for m in router.rebalance_plan().moves]
+            ['aws-eu-north-1']
+        """
+        from .rebalance import plan
+
+        return plan(self, prefix=prefix, min_saving_g=min_saving_g, horizon_days=horizon_days, candidates=candidates)
+
+    def rebalance_apply(self, plan: RebalancePlan, *, window_hours: float | None = None, workers: int = 4,
+                        progress: Callable[[MoveOutcome], None] | None = None,
+                        stop: threading.Event | None = None) -> ApplyReport:
+        """Carry out a rebalance plan: copy, verify, commit, delete the old copy, crash-safe at every step.
+
+        See :func:`greenroute.rebalance.apply`; with ``window_hours`` the moves wait for the greenest
+        forecast window within that many hours.
+        """
+        from .rebalance import apply
+
+        return apply(self, plan, window_hours=window_hours, workers=workers, progress=progress, stop=stop)
 
 
 class _RoutedWriter(AbandonableWriter, io.RawIOBase):

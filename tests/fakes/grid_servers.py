@@ -17,6 +17,7 @@ They serve the paths and bodies documented in ``/work/shared/reference/grid-apis
   With ``allowed_regions`` set it behaves like a basic account: 403 "Invalid scope" elsewhere.
 * :class:`FakeElectricityMaps`: ``auth-token``-checked ``carbon-intensity/latest|history|forecast``,
   ``power-breakdown/latest|history`` and unauthenticated ``zones``, under both ``/v3`` and ``/v4``.
+  Both fakes' forecasts can be set per region or zone (``set_forecast``), e.g. with a known minimum.
 * :class:`FakeUkCarbonIntensity`: ``/intensity``, ``/regional``, ``/regional/regionid/{id}`` and
   ``/regional/postcode/{outward}``, no auth, errors as ``{"error": {"code", "message"}}``.
 
@@ -419,6 +420,7 @@ class FakeWattTime(FakeGridServer):
         self.historical_period_seconds = historical_period_seconds
         self._tokens: dict[str, float] = {}
         self._expired: set[str] = set()
+        self.forecasts: dict[str, list[float | None]] = {}
 
     # -- test controls --------------------------------------------------------------------------
 
@@ -437,6 +439,15 @@ class FakeWattTime(FakeGridServer):
         """Set the MOER (lbs/MWh) served for ``region``."""
         with self._lock:
             self.moer[region] = lbs_per_mwh
+
+    def set_forecast(self, region: str, lbs_per_mwh: list[float | None]) -> None:
+        """Serve this ``/v3/forecast`` for ``region``: one value per 5-minute point from the current one.
+
+        ``horizon_hours`` cuts it (12 points per hour; 0 gives the first point only). Without it the
+        forecast starts at the current MOER and rises 0.25 lbs/MWh per point.
+        """
+        with self._lock:
+            self.forecasts[region] = list(lbs_per_mwh)
 
     # -- routing --------------------------------------------------------------------------------
 
@@ -541,8 +552,15 @@ class FakeWattTime(FakeGridServer):
         value = self._value(region, fault)
         start = _floor(_utcnow(), 300)
         count = 1 if horizon == 0 else horizon * 12
-        data = [{"point_time": _iso(start + timedelta(minutes=5 * i)),
-                 "value": None if value is None else value + 0.25 * i} for i in range(count)]
+        with self._lock:
+            series = self.forecasts.get(region)
+        if series is not None:
+            null = fault is not None and fault.kind is FaultKind.NULL_INTENSITY
+            data = [{"point_time": _iso(start + timedelta(minutes=5 * i)), "value": None if null else v}
+                    for i, v in enumerate(series[:count])]
+        else:
+            data = [{"point_time": _iso(start + timedelta(minutes=5 * i)),
+                     "value": None if value is None else value + 0.25 * i} for i in range(count)]
         meta = self._meta(region, request.params["signal_type"], fault)
         meta.update({"generated_at_period_seconds": 300, "generated_at": _iso(start)})
         return Reply.json(200, {"data": data, "meta": meta})
@@ -703,6 +721,7 @@ class FakeElectricityMaps(FakeGridServer):
         self.locations = dict(locations or {})
         self.is_estimated = is_estimated
         self.emission_factor_type = emission_factor_type
+        self.forecasts: dict[str, list[int | None]] = {}
 
     @property
     def api_key(self) -> str:
@@ -714,6 +733,14 @@ class FakeElectricityMaps(FakeGridServer):
         with self._lock:
             current = self.zones.get(zone, ZoneData(None, 0.0, 0.0))
             self.zones[zone] = ZoneData(value, current.renewable_pct, current.fossil_free_pct)
+
+    def set_forecast(self, zone: str, values: list[int | None]) -> None:
+        """Serve this ``carbon-intensity/forecast`` for ``zone``: one hourly value from the next hour.
+
+        Without it the forecast is the zone's current intensity plus 1 g per hour ahead, for 24 hours.
+        """
+        with self._lock:
+            self.forecasts[zone] = list(values)
 
     def _key_of(self, request: Request) -> str | None:
         return request.params.get("zone")
@@ -765,9 +792,15 @@ class FakeElectricityMaps(FakeGridServer):
             return Reply.json(200, {"zone": zone, "history": [
                 self._ci_item(zone, intensity, now - timedelta(hours=h), factor) for h in range(24, 0, -1)]})
         if endpoint == "carbon-intensity/forecast":
+            with self._lock:
+                series = self.forecasts.get(zone)
+            if series is None:
+                series = [None if intensity is None else intensity + h for h in range(1, 25)]
+            elif intensity is None:
+                series = [None] * len(series)
             return Reply.json(200, {"zone": zone, "updatedAt": _iso(now), "forecast": [
-                {"carbonIntensity": None if intensity is None else intensity + h,
-                 "datetime": _iso(now + timedelta(hours=h))} for h in range(1, 25)]})
+                {"carbonIntensity": value, "datetime": _iso(now + timedelta(hours=h))}
+                for h, value in enumerate(series, start=1)]})
         if endpoint == "power-breakdown/latest":
             return Reply.json(200, self._pb_item(zone, data, now))
         if endpoint == "power-breakdown/history":
