@@ -102,10 +102,12 @@ def _decision_cost(section: Section, ctx: Context, url: str, prefix: str) -> Non
     section.extra["redis_mget_calls"] = reads
     section.extra["redis_claims_during_warm_decisions"] = claims
     off = next(r for r in section.rows if r["config"].endswith("off"))
+    local = next(r for r in section.rows if r["config"].endswith("layer 1 s"))
     per_decision = reads / (rounds + 20)
     section.target("a shared-cache hit is one round trip for all 5 candidates (local layer off)",
                    goal="1 MGET per decision, no claims", measured=f"{per_decision:.2f} MGET per decision, "
-                   f"{claims} claims; p50 {off['p50_us']:.0f} µs vs {base['p50_us']:.0f} µs in-process",
+                   f"{claims} claims; p50 {off['p50_us']:.0f} µs vs {base['p50_us']:.0f} µs in-process "
+                   f"({local['p50_us']:.0f} µs with the 1 s local layer)",
                    met=None if ctx.smoke else (0.99 <= per_decision <= 1.01 and claims == 0))
 
 
@@ -119,6 +121,7 @@ def _fleet_calls(section: Section, ctx: Context, url: str, prefix: str) -> None:
     sizes = (1, 2) if ctx.smoke else (1, 4, 8)
     zones = {embedded_data().region(r).em_zone: r for r in REGIONS}
     worst_shared = 0
+    worst_alone: list[str] = []
     with temp_dir("shared-cache") as tmp, FakeElectricityMaps() as fake:
         fake.inject("*", FaultKind.HANG, hang_seconds=API_DELAY_S)
         for members, (label, shared) in itertools.product(sizes, (("without Redis", False), ("with Redis", True))):
@@ -144,6 +147,8 @@ def _fleet_calls(section: Section, ctx: Context, url: str, prefix: str) -> None:
             worst = max(_max_in_window(sorted(per_zone.get(z, [])), TTL_S) for z in zones)
             if shared:
                 worst_shared = max(worst_shared, worst)
+            else:
+                worst_alone.append(str(worst))
             decisions = sum(r["decisions"] for r in results)
             section.rows.append({"part": "upstream calls per region per TTL", "config": label, "processes": members,
                                  "calls_per_region_per_ttl": sum(calls) / len(calls) / windows,
@@ -151,7 +156,8 @@ def _fleet_calls(section: Section, ctx: Context, url: str, prefix: str) -> None:
                                  "decisions_per_second": decisions / seconds,
                                  "errors": sum(r["error_count"] for r in results)})
     section.target("with Redis, at most one upstream call per region per TTL window for 1, 4 and 8 processes",
-                   goal="max 1 per window", measured=f"max {worst_shared} in any {TTL_S:g} s window",
+                   goal="max 1 per window", measured=f"max {worst_shared} in any {TTL_S:g} s window "
+                   f"(without Redis: {', '.join(worst_alone)})",
                    met=None if ctx.smoke else worst_shared <= 1)
 
 
