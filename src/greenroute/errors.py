@@ -14,6 +14,7 @@ boundary, the matching builtin :class:`OSError` subclass)::
     │   └── NoEligibleBackendError   every candidate was filtered out (each reason is kept)
     ├── InvalidPathError             a logical path is empty, absolute, has ".." or NUL, or is too long
     │                                (also a ValueError)
+    ├── InvalidMetadataError         a metadata key or value greenroute will not store (also a ValueError)
     └── StorageError                 a storage target failed (also an OSError)
         ├── TargetUnavailableError   connection error, timeout or 5xx: worth failing over
         │                            (also a ConnectionError)
@@ -44,6 +45,7 @@ __all__ = [
     "GridDataError",
     "GridDataUnavailableError",
     "GridUnitsError",
+    "InvalidMetadataError",
     "InvalidPathError",
     "MetadataNotSupportedError",
     "NoEligibleBackendError",
@@ -208,3 +210,20 @@ class CommitConflictError(GreenrouteError):
         self.path = path
         self.current = current
         super().__init__(f"{path}: the catalog entry changed under this write")
+
+
+class InvalidMetadataError(GreenrouteError, ValueError):
+    """Caller metadata greenroute will not store: rejected before anything is written.
+
+    Keys are lowercase letters, digits and ``_``, start with a letter, are at most 64 long and
+    never start with ``greenroute_`` (S3 lowercases keys, Azure refuses ``-``); values are strings.
+
+    Attributes:
+        key: The metadata key at fault.
+        why: What is wrong with the key or its value.
+    """
+
+    def __init__(self, key: str, why: str) -> None:
+        self.key = key
+        self.why = why
+        super().__init__(f"invalid metadata {key!r}: {why}")
