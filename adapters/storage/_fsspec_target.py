@@ -47,6 +47,7 @@ __all__ = [
     "ObjectReader",
     "ObjectWriter",
     "canonical_metadata",
+    "cloud_filesystem",
     "redact",
     "secret_values",
     "split_root",
@@ -85,6 +86,21 @@ def split_root(backend: Backend, schemes: Iterable[str]) -> tuple[str, str]:
         raise ConfigError(f"root must look like {next(iter(schemes))}://bucket[/prefix], got {backend.root!r}",
                           key=f"backends.{backend.id}.root")
     return parts.netloc, parts.path.strip("/")
+
+
+def cloud_filesystem(backend: Backend, schemes: Iterable[str], factory: Callable[..., Any]) -> tuple[Any, str]:
+    """A cloud backend's fsspec filesystem, built by ``factory`` from its ``storage_options``, and its root.
+
+    The filesystem's listings cache is off unless the options turn it on (the catalog, not a
+    listing, is what greenroute trusts). The root is ``bucket`` or ``bucket/prefix``.
+
+    Raises:
+        ConfigError: The backend's root has another scheme or no bucket.
+    """
+    bucket, prefix = split_root(backend, schemes)
+    options = dict(backend.storage_options)
+    options.setdefault("use_listings_cache", False)
+    return factory(**options), f"{bucket}/{prefix}" if prefix else bucket
 
 
 def secret_values(options: Mapping[str, Any]) -> tuple[str, ...]:
@@ -387,6 +403,22 @@ class FsspecTarget:
         This default checks and deletes in two steps; providers with a conditional delete override it.
         """
         self._delete(full)
+        return True
+
+    def _delete_checked(self, full: str, delete: Callable[[], object],
+                        changed: Callable[[Exception], bool]) -> bool:
+        """Run a provider's conditional delete of ``full``; ``False`` when ``changed`` says the store refused it.
+
+        The store checks and deletes in one step, so a newer object under the name survives.
+        """
+        try:
+            delete()
+        except Exception as exc:
+            if changed(exc):
+                return False
+            raise
+        finally:
+            self.fs.invalidate_cache(full)
         return True
 
     def _put(self, full: str, data: bytes, metadata: dict[str, str]) -> Stamp:

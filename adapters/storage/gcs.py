@@ -27,7 +27,7 @@ from gcsfs.retry import HttpError, retry_request  # type: ignore[import-untyped]
 
 from greenroute.model import Backend, Provider
 
-from ._fsspec_target import Fault, FsspecTarget, Stamp, split_root
+from ._fsspec_target import Fault, FsspecTarget, Stamp, cloud_filesystem
 
 __all__ = ["GCSTarget", "from_backend"]
 
@@ -56,11 +56,7 @@ class GCSTarget(FsspecTarget):
     max_metadata_bytes = 8192
 
     def __init__(self, backend: Backend) -> None:
-        bucket, prefix = split_root(backend, ("gs", "gcs"))
-        options = dict(backend.storage_options)
-        options.setdefault("use_listings_cache", False)
-        fs = _GCSFileSystem(**options)
-        super().__init__(backend, fs, f"{bucket}/{prefix}" if prefix else bucket)
+        super().__init__(backend, *cloud_filesystem(backend, ("gs", "gcs"), _GCSFileSystem))
 
     def _put(self, full: str, data: bytes, metadata: dict[str, str]) -> Stamp:
         self.fs.pipe_file(full, data, metadata=dict(metadata))
@@ -109,15 +105,9 @@ class GCSTarget(FsspecTarget):
         if not generation:
             return super()._delete_if_unchanged(full, info)
         bucket, key, _ = self.fs.split_path(full)
-        try:  # GCS checks the generation and deletes in one step: a newer object under the name survives
-            self.fs.call("DELETE", "b/{}/o/{}", bucket, key, ifGenerationMatch=generation)
-        except HttpError as exc:
-            if int(exc.code or 0) == 412:
-                return False
-            raise
-        finally:
-            self.fs.invalidate_cache(full)
-        return True
+        return self._delete_checked(  # GCS checks the generation
+            full, lambda: self.fs.call("DELETE", "b/{}/o/{}", bucket, key, ifGenerationMatch=generation),
+            lambda exc: isinstance(exc, HttpError) and int(exc.code or 0) == 412)
 
     def _copy(self, source: str, target: str, metadata: dict[str, str]) -> None:
         b1, k1, _ = self.fs.split_path(source)

@@ -23,7 +23,7 @@ from fsspec.asyn import sync  # type: ignore[import-untyped]
 
 from greenroute.model import Backend, Provider
 
-from ._fsspec_target import Fault, FsspecTarget, Stamp, split_root
+from ._fsspec_target import Fault, FsspecTarget, Stamp, cloud_filesystem
 
 __all__ = ["S3Target", "from_backend"]
 
@@ -56,11 +56,7 @@ class S3Target(FsspecTarget):
     max_metadata_bytes = 2048
 
     def __init__(self, backend: Backend) -> None:
-        bucket, prefix = split_root(backend, ("s3", "s3a"))
-        options = dict(backend.storage_options)
-        options.setdefault("use_listings_cache", False)
-        fs = _S3FileSystem(**options)
-        super().__init__(backend, fs, f"{bucket}/{prefix}" if prefix else bucket)
+        super().__init__(backend, *cloud_filesystem(backend, ("s3", "s3a"), _S3FileSystem))
 
     def _put(self, full: str, data: bytes, metadata: dict[str, str]) -> Stamp:
         bucket, key, _ = self.fs.split_path(full)
@@ -115,15 +111,9 @@ class S3Target(FsspecTarget):
 
     def _delete_if_unchanged(self, full: str, info: Mapping[str, Any]) -> bool:
         bucket, key, _ = self.fs.split_path(full)
-        try:  # S3 checks the ETag and deletes in one step: a newer object under the key survives
-            self.fs.call_s3("delete_object", Bucket=bucket, Key=key, IfMatch=info["ETag"])
-        except OSError as exc:
-            if _precondition_failed(exc):
-                return False
-            raise
-        finally:
-            self.fs.invalidate_cache(full)
-        return True
+        return self._delete_checked(  # S3 checks the ETag
+            full, lambda: self.fs.call_s3("delete_object", Bucket=bucket, Key=key, IfMatch=info["ETag"]),
+            lambda exc: isinstance(exc, OSError) and _precondition_failed(exc))
 
     def _copy(self, source: str, target: str, metadata: dict[str, str]) -> None:
         self.fs.cp_file(source, target, Metadata=metadata, MetadataDirective="REPLACE")
