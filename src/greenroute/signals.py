@@ -701,7 +701,7 @@ class GridSignals:
             with self._lock:
                 was, self._shared_why = self._shared_why, None
             if was is not None and self.shared_cache is not None:
-                log.warning("shared grid cache %s answers again", self.shared_cache.description)
+                log.info("shared grid cache %s answers again", self.shared_cache.description)
 
     def _shared_do(self, op: Callable[[SharedGridCache], object]) -> None:
         """Run one write to the shared cache from a background call; failures only open the breaker."""

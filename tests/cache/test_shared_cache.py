@@ -6,6 +6,7 @@ fault tests start throwaway servers of their own, which they may pause, kill or 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -20,7 +21,7 @@ from tests.servers.redis import TestRedis
 from greenroute.adapters.cache.redis import FORMAT, RedisGridCache, from_settings
 from greenroute.adapters.grid._http import RetryPolicy
 from greenroute.adapters.grid.electricitymaps import ElectricityMapsApiStrategy
-from greenroute.config import CacheSettings, RateBudget
+from greenroute.config import CacheSettings, RateBudget, UnavailableCache, parse_config
 from greenroute.model import Backend, GridCarbonData, GridDataSource, Provider, SignalKind
 from greenroute.signals import GridSignals
 
@@ -255,3 +256,28 @@ def test_a_slow_redis_costs_a_decision_at_most_its_budget_and_says_so_once(
     time.sleep(0.3)
     assert [r for r in signals.resolve(backends()).fallback_reasons if r.startswith("cache:")] == []
     admin.close()
+
+
+def test_refresh_fetches_once_for_the_fleet(
+        em: FakeElectricityMaps, redis_run: TestRedis, prefix: str, parts: Parts) -> None:
+    first = parts.signals(em, parts.cache(redis_run.url, prefix))
+    second = parts.signals(em, parts.cache(redis_run.url, prefix))
+    assert first.refresh(backends()) == {f"electricitymaps/{r}": "ok" for r in REGIONS}
+    assert second.refresh(backends()) == {}  # fresh in the fleet: nothing to fetch
+    assert em.count(LATEST) == len(REGIONS)
+
+
+def test_a_cache_whose_adapter_is_missing_is_said_once_per_decision(em: FakeElectricityMaps) -> None:
+    config = parse_config({"placement": {"sources": ["embedded"]}})
+    config = dataclasses.replace(config, cache=CacheSettings(url="memcached://127.0.0.1:11211"))
+    signals = config.build_signals()
+    assert isinstance(signals.shared_cache, UnavailableCache)
+    source = ElectricityMapsApiStrategy(api_key=em.api_key, base_url=f"{em.url}/v3", cache_ttl_seconds=0)
+    signals = GridSignals([source], shared_cache=signals.shared_cache, time_budget_seconds=1.0)
+    try:
+        assert signals.resolve(backends()).fallback_reasons == (
+            "cache: memcached adapter not installed; install greenroute[redis]; used this process's cache",)
+        assert signals.resolve(backends()).fallback_reasons == ()  # served from this process's cache alone
+        assert em.count(LATEST) == len(REGIONS)
+    finally:
+        signals.close()
