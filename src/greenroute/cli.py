@@ -91,6 +91,24 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--files", type=int, default=240)
     demo.add_argument("--live", action="store_true", help="use the configured grid sources")
 
+    rebalance = sub.add_parser("rebalance", help="move long-lived objects to greener backends when the move pays")
+    rebalance_sub = rebalance.add_subparsers(dest="rebalance_command", required=True)
+    rb_plan = rebalance_sub.add_parser("plan", parents=[common], help="propose the moves that pay for themselves")
+    rb_plan.add_argument("--prefix", default="", help="only paths under this prefix")
+    rb_plan.add_argument("--min-saving-g", type=float, default=0.0, metavar="G",
+                         help="a move must save more than G gCO2e net of its own carbon (default 0)")
+    rb_plan.add_argument("--horizon-days", type=float, default=None, metavar="DAYS",
+                         help="horizon of objects with no retention (default: [rebalance] default_horizon_days)")
+    rb_plan.add_argument("--candidates", nargs="+", default=None, metavar="BACKEND",
+                         help="backend ids objects may move to (default: all)")
+    rb_plan.add_argument("--output", default="rebalance-plan.json", metavar="FILE",
+                         help="where to write the plan (default rebalance-plan.json)")
+    rb_apply = rebalance_sub.add_parser("apply", parents=[common], help="carry out a plan, crash-safe")
+    rb_apply.add_argument("plan", metavar="PLAN", help="a plan file written by 'rebalance plan'")
+    rb_apply.add_argument("--window-hours", type=float, default=None, metavar="H",
+                          help="wait for the greenest forecast hour within the next H hours (Ctrl-C stops)")
+    rb_apply.add_argument("--workers", type=int, default=4, help="moves in flight at once (default 4)")
+
     config = sub.add_parser("config", help="configuration commands")
     config_sub = config.add_subparsers(dest="config_command", required=True)
     config_sub.add_parser("check", parents=[common], help="validate the configuration")
@@ -118,6 +136,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _fsck(cfg, args, out)
         if args.command == "reindex":
             return _reindex(cfg, args, out)
+        if args.command == "rebalance":
+            return _rebalance_plan(cfg, args, out) if args.rebalance_command == "plan" else \
+                _rebalance_apply(cfg, args, out)
         if args.command == "demo":
             from .demo import run_demo
 
@@ -329,6 +350,78 @@ def _reindex(cfg: GreenrouteConfig, args: argparse.Namespace, out: Console) -> i
 def _print_unreachable(unreachable: dict[str, str], out: Console) -> None:
     for backend_id, why in unreachable.items():
         out.print(f"  [yellow]skipped {backend_id}[/yellow]: could not be reached ({why}); its entries are kept")
+
+
+def _rebalance_plan(cfg: GreenrouteConfig, args: argparse.Namespace, out: Console) -> int:
+    from .router import GreenRouter
+
+    with GreenRouter.from_config(cfg) as router:
+        plan = router.rebalance_plan(prefix=args.prefix, min_saving_g=args.min_saving_g,
+                                     horizon_days=args.horizon_days, candidates=args.candidates)
+    written = plan.save(args.output)
+    if args.json:
+        print(json.dumps({**plan.to_dict(), "output": str(written)}, indent=2))
+        return 0
+    table = Table(box=box.SIMPLE_HEAD, title=f"Rebalance plan ({plan.signal.value} signal)")
+    for col in ("path", "from", "to", "MB", "saves gCO2e", "move gCO2e", "net gCO2e", "payback days"):
+        table.add_column(col, justify="left" if col in {"path", "from", "to"} else "right")
+    for m in plan.moves[:50]:
+        table.add_row(m.path, m.from_backend, m.to_backend, f"{m.size / 1e6:.3g}", f"{m.saving_gco2e:.4g}",
+                      f"{m.move_gco2e:.4g}", f"{m.net_gco2e:.4g}", f"{m.payback_days:.3g}")
+    out.print(table)
+    if len(plan.moves) > 50:
+        out.print(f"  ... and {len(plan.moves) - 50} more moves (all in the plan file)")
+    t = plan.totals
+    out.print(f"{t['moves']:.0f} of {t['considered']:.0f} objects move ({t['bytes'] / 1e6:.4g} MB): they save "
+              f"{t['saving_gco2e']:.4g} gCO2e at rest, the moves cost {t['move_gco2e']:.4g}, net "
+              f"{t['net_gco2e']:.4g} gCO2e")
+    for code, count in plan.kept_by_code().items():
+        out.print(f"  {count} stay: {code}")
+    for reason in plan.fallback_reasons:
+        out.print(f"fallback: {reason}")
+    out.print(f"plan written to {written}; run: greenroute rebalance apply {written}")
+    return 0
+
+
+def _rebalance_apply(cfg: GreenrouteConfig, args: argparse.Namespace, out: Console) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from .rebalance import MoveOutcome, RebalancePlan, Window
+    from .router import GreenRouter
+
+    plan = RebalancePlan.load(args.plan)
+    show = out.is_terminal and not args.json  # a bar on a terminal; quiet when piped
+
+    def waiting(window: Window) -> None:
+        if not args.json:
+            out.print(f"waiting for the greenest window, {window.start.isoformat(timespec='minutes')} "
+                      f"({window.source}; est. {window.gco2e:.4g} vs {window.gco2e_now:.4g} gCO2e now); Ctrl-C stops")
+
+    with GreenRouter.from_config(cfg) as router, \
+            Progress(TextColumn("rebalancing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                     console=out, disable=not show, transient=True) as bar:
+        task = bar.add_task("moves", total=len(plan.moves))
+
+        def advanced(_outcome: MoveOutcome) -> None:
+            bar.advance(task)
+
+        report = router.rebalance_apply(plan, window_hours=args.window_hours, workers=args.workers,
+                                        progress=advanced, on_wait=waiting)
+    code = 1 if report.failed or report.interrupted else 0
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+        return code
+    if report.window is not None:
+        w = report.window
+        out.print(f"window: {w.start.isoformat(timespec='minutes')} to {w.end.isoformat(timespec='minutes')} from "
+                  f"the {w.source}" + (f" ({w.fallback})" if w.fallback else ""))
+    out.print(f"moved {len(report.moved)}, skipped {len(report.skipped)}, failed {len(report.failed)}; the moves "
+              f"emitted {report.gco2e:.4g} gCO2e" + (" (interrupted)" if report.interrupted else ""))
+    for o in [*report.failed, *report.skipped][:40]:
+        out.print(f"  {o.status:<7} {o.path}: {o.reason}")
+    for backend_id, why in report.unreachable.items():
+        out.print(f"  [yellow]unreachable {backend_id}[/yellow]: {why}; its moves were skipped")
+    return code
 
 
 def _config_check(cfg: GreenrouteConfig, args: argparse.Namespace, out: Console) -> int:

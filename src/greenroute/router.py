@@ -58,7 +58,7 @@ from .ports import Catalog, ObjectInfo, Placement, StorageTarget, WriteStream
 from .streams import AbandonableWriter
 
 if TYPE_CHECKING:
-    from .rebalance import ApplyReport, MoveOutcome, RebalancePlan
+    from .rebalance import ApplyReport, MoveOutcome, RebalancePlan, Window
 
 __all__ = [
     "FsckReport",
@@ -854,7 +854,8 @@ class GreenRouter:
 
     def rebalance_apply(self, plan: RebalancePlan, *, window_hours: float | None = None, workers: int = 4,
                         progress: Callable[[MoveOutcome], None] | None = None,
-                        stop: threading.Event | None = None) -> ApplyReport:
+                        stop: threading.Event | None = None,
+                        on_wait: Callable[[Window], None] | None = None) -> ApplyReport:
         """Carry out a rebalance plan: copy, verify, commit, delete the old copy, crash-safe at every step.
 
         See :func:`greenroute.rebalance.apply`; with ``window_hours`` the moves wait for the greenest
@@ -862,7 +863,8 @@ class GreenRouter:
         """
         from .rebalance import apply
 
-        return apply(self, plan, window_hours=window_hours, workers=workers, progress=progress, stop=stop)
+        return apply(self, plan, window_hours=window_hours, workers=workers, progress=progress, stop=stop,
+                     on_wait=on_wait)
 
 
 class _RoutedWriter(AbandonableWriter, io.RawIOBase):
