@@ -332,8 +332,9 @@ def parse_config(raw: Mapping[str, Any], *, path: str | None = None) -> Greenrou
     carbon = _carbon(r, r.table(raw, "carbon"))
     cache = _cache(r, r.table(raw, "cache"), placement)
     catalog = r.table(raw, "catalog")
-    r.keys(catalog, "catalog", {"url"})
+    _catalog_keys(r, catalog)
     catalog_url = r.get(catalog, "catalog.url", str, "sqlite:///.greenroute/catalog.db")
+    catalog_url = _catalog_url(r, catalog, catalog_url)
     router = r.table(raw, "router")
     r.keys(router, "router", {"on_overwrite", "failover_cooldown_seconds"})
     on_overwrite = r.choice(router, "router.on_overwrite", ["keep", "replace"], "keep")
@@ -448,6 +449,48 @@ def _sources(r: _Reader, t: Mapping[str, Any], placement: PlacementSettings) -> 
 
 _CACHE_SCHEMES = ("redis", "rediss", "unix")
 _BUDGET_SOURCES = tuple(s.value for s in GridDataSource if s.value not in {"embedded", "manual"})
+
+
+#: ``[catalog]`` keys of server catalogs (PostgreSQL), documented in its adapter; they reach the adapter as
+#: query parameters of the URL, since a catalog is opened from its URL alone.
+_CATALOG_KEYS = ("schema", "pool_size", "statement_timeout_ms", "connect_timeout_seconds", "retry_seconds",
+                 "password_env")
+
+
+def _catalog_keys(r: _Reader, t: Mapping[str, Any]) -> None:
+    for key in t:
+        if key.lower() in _SECRET_KEYS:
+            raise r.error(f"catalog.{key}", "secrets are never read from the config file; set PGPASSWORD or name "
+                          "an environment variable with password_env", "<hidden>")
+    r.keys(t, "catalog", {"url", *_CATALOG_KEYS})
+
+
+def _catalog_url(r: _Reader, t: Mapping[str, Any], url: str) -> str:
+    """``url`` with the server keys of ``[catalog]`` as query parameters; a password in it is refused."""
+    from urllib.parse import urlencode, urlunsplit
+
+    parts = urlsplit(url)
+    if ("@" in parts.netloc and ":" in parts.netloc.rsplit("@", 1)[0]) or "password" in parse_qs(parts.query):
+        raise ConfigError("the URL must not contain a password (it would show in logs and in `greenroute config "
+                          "check`); set PGPASSWORD, name a variable with password_env, or use a libpq service "
+                          "or password file", path=r.path, key="catalog.url")
+    given = {k: t[k] for k in _CATALOG_KEYS if k in t}
+    if not given:
+        return url
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise r.error(f"catalog.{next(iter(given))}", "only a postgresql:// catalog takes this key", None)
+    for key, value in given.items():
+        if key in ("pool_size", "statement_timeout_ms"):
+            least = 1 if key == "pool_size" else 0
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise r.error(f"catalog.{key}", f"expected a whole number >= {least}", value)
+        elif key in ("connect_timeout_seconds", "retry_seconds"):
+            r.number(t, f"catalog.{key}", 0.0, minimum=0.0)
+        elif not isinstance(value, str) or not value or (key == "schema" and not value.isidentifier()):
+            raise r.error(f"catalog.{key}", "expected a name" if key == "schema" else
+                          "expected the name of an environment variable", value)
+    query = urlencode({k: str(v) for k, v in given.items()})
+    return urlunsplit(parts._replace(query=f"{parts.query}&{query}" if parts.query else query))
 
 
 def _cache(r: _Reader, t: Mapping[str, Any], placement: PlacementSettings) -> CacheSettings:
