@@ -9,13 +9,20 @@ in a few hooks:
 * ``_open_inner`` / ``_commit_started`` / ``_discard`` stream a write and bind metadata at close
   (a stream that has sent nothing yet goes up in one ``_put`` at close);
 * ``_raw_metadata`` reads metadata back (made canonical here), ``_copy`` copies server-side;
-* ``_classify`` recognises the provider's missing / denied / unavailable errors.
+* ``_classify`` recognises the provider's missing / denied / unavailable errors;
+* ``_aput``, optional, is ``_put`` as a coroutine of the library (s3fs, gcsfs, adlfs are async
+  underneath), for the router's async entry points.
+
+:meth:`FsspecTarget.awrite` and :meth:`FsspecTarget.aread` are the coroutines of ``write`` and
+``read``: on the library's own event loop when it is async (``aread`` through its ``_cat_file``,
+``awrite`` through ``_aput``), otherwise the blocking call on a worker thread (memory, local files).
 
 Errors keep their cause (``raise ... from exc``) and never carry a secret from ``storage_options``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import builtins
@@ -25,9 +32,9 @@ import errno
 import io
 import re
 import shutil
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
-from typing import IO, Any, BinaryIO, ClassVar, Literal, cast
+from typing import IO, Any, BinaryIO, ClassVar, Literal, TypeVar, cast
 from urllib.parse import urlsplit
 
 from greenroute.errors import (
@@ -54,6 +61,7 @@ __all__ = [
 ]
 
 Fault = Literal["missing", "denied", "unavailable"]
+_T = TypeVar("_T")
 #: (etag, modified) as far as a write's response tells them.
 Stamp = tuple[str | None, datetime | None]
 
@@ -395,7 +403,39 @@ class FsspecTarget:
             self._copy(source, target, stored)
         return self.stat(dst)
 
+    # -- coroutines (the router's async entry points) ---------------------------------------
+
+    async def awrite(self, path: str, data: bytes, metadata: Mapping[str, str]) -> ObjectInfo:
+        """:meth:`write` of bytes as a coroutine: the provider's ``_aput`` on its library's event loop,
+        or, for a provider without one, the blocking :meth:`write` on a worker thread."""
+        if type(self)._aput is FsspecTarget._aput:
+            return await asyncio.to_thread(self.write, path, data, metadata)
+        stored = self._prepare_metadata(metadata)
+        full = self._full(path)
+        with self._errors("write", path):
+            etag, modified = await self._on_library_loop(self._aput(full, data, stored))
+        return ObjectInfo(path, self.url(path), len(data), etag, dict(metadata), modified)
+
+    async def aread(self, path: str, start: int | None = None, end: int | None = None) -> bytes:
+        """:meth:`read` as a coroutine: the library's ``_cat_file`` where it is async, else a worker thread."""
+        if not getattr(self.fs, "async_impl", False):
+            return await asyncio.to_thread(self.read, path, start, end)
+        full = self._full(path)
+        with self._errors("read", path):
+            return bytes(await self._on_library_loop(self.fs._cat_file(full, start=start, end=end)))
+
+    async def _on_library_loop(self, coro: Coroutine[Any, Any, _T]) -> _T:
+        """Await ``coro`` on the event loop the library's sessions belong to, from whichever loop runs this."""
+        loop = self.fs.loop
+        if loop is asyncio.get_running_loop():
+            return await coro
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))
+
     # -- provider hooks -----------------------------------------------------------------------
+
+    async def _aput(self, full: str, data: bytes, metadata: dict[str, str]) -> Stamp:
+        """:meth:`_put` as a coroutine of the library, run on ``self.fs.loop`` (optional)."""
+        raise NotImplementedError
 
     def _delete_if_unchanged(self, full: str, info: Mapping[str, Any]) -> bool:
         """Delete ``full`` only if it is still the object ``info`` describes; whether it was deleted.

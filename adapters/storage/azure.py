@@ -76,8 +76,11 @@ class AzureTarget(FsspecTarget):
         return {**metadata, _ADLFS_KEY: "false"}
 
     def _put(self, full: str, data: bytes, metadata: dict[str, str]) -> Stamp:
-        out = sync(self.fs.loop, self._blob(full).upload_blob, data, metadata=self._with_adlfs_key(metadata),
-                   overwrite=True)
+        stamp: Stamp = sync(self.fs.loop, self._aput, full, data, metadata)
+        return stamp
+
+    async def _aput(self, full: str, data: bytes, metadata: dict[str, str]) -> Stamp:
+        out = await self._blob(full).upload_blob(data, metadata=self._with_adlfs_key(metadata), overwrite=True)
         self.fs.invalidate_cache(full)
         return self._etag(out), out.get("last_modified")
 

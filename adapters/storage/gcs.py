@@ -59,7 +59,11 @@ class GCSTarget(FsspecTarget):
         super().__init__(backend, *cloud_filesystem(backend, ("gs", "gcs"), _GCSFileSystem))
 
     def _put(self, full: str, data: bytes, metadata: dict[str, str]) -> Stamp:
-        self.fs.pipe_file(full, data, metadata=dict(metadata))
+        stamp: Stamp = sync(self.fs.loop, self._aput, full, data, metadata)
+        return stamp
+
+    async def _aput(self, full: str, data: bytes, metadata: dict[str, str]) -> Stamp:
+        await self.fs._pipe_file(full, data, metadata=dict(metadata))
         return None, None
 
     def _open_inner(self, full: str, block_size: int | None, metadata: dict[str, str] | None) -> Any:

@@ -59,8 +59,12 @@ class S3Target(FsspecTarget):
         super().__init__(backend, *cloud_filesystem(backend, ("s3", "s3a"), _S3FileSystem))
 
     def _put(self, full: str, data: bytes, metadata: dict[str, str]) -> Stamp:
+        stamp: Stamp = sync(self.fs.loop, self._aput, full, data, metadata)
+        return stamp
+
+    async def _aput(self, full: str, data: bytes, metadata: dict[str, str]) -> Stamp:
         bucket, key, _ = self.fs.split_path(full)
-        out = self.fs.call_s3("put_object", Bucket=bucket, Key=key, Body=data, Metadata=metadata)
+        out = await self.fs._call_s3("put_object", Bucket=bucket, Key=key, Body=data, Metadata=metadata)
         self.fs.invalidate_cache(full)
         return self._etag(out), None
 

@@ -21,24 +21,36 @@ Any other error is raised (as an ``OSError``), and nothing is committed.
 
 A read goes ``catalog.lookup -> target.open``; placement is not involved.
 
+The blocking entry points (``write``, ``copy``, ``read``) and their coroutines (``awrite``, ``acopy``,
+``aread``, for event loops such as the async ``greenroute://`` filesystem) share one implementation of
+place -> store -> commit -> fail over: :meth:`GreenRouter._write_steps`, a generator that hands each
+store to its driver. The blocking driver stores inline. The async driver runs the steps between two
+stores on the router's worker threads, so placement and catalog transactions never block the event
+loop, and stores with the target's own coroutine where it has one (``awrite``: s3fs, gcsfs and adlfs
+are async underneath), else on a worker thread.
+
 Logical paths are ``namespace/key...``; the physical location is the backend's root URL plus the
 logical path, so the mapping can be read by a person and reversed by :meth:`GreenRouter.reindex`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import builtins
+import contextlib
+import functools
 import io
 import logging
 import os
 import re
 import threading
 import unicodedata
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from importlib.metadata import entry_points
-from typing import IO, TYPE_CHECKING, Any, BinaryIO, Literal, TypeVar
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, Generic, Literal, TypeVar
 
 from .carbon import CarbonEstimate
 from .config import GreenrouteConfig, load_config
@@ -81,7 +93,12 @@ _USER_KEY = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 OnOverwrite = Literal["keep", "replace"]
 #: How often one write re-tries its commit against other writers of the same path before giving up.
 _MAX_COMMIT_ATTEMPTS = 16
+#: Worker threads of the async entry points (placement, catalog transactions, blocking targets).
+_WORKERS = 16
+#: Write locks, striped by path: enough that the objects of one bulk write rarely share one.
+_PATH_LOCK_STRIPES = 1024
 _T = TypeVar("_T")
+_R = TypeVar("_R")
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +232,82 @@ def validate_path(path: str) -> str:
     return path
 
 
+@dataclass(frozen=True, slots=True)
+class _Store:
+    """What a write's steps ask of their driver: store the object on ``target`` with ``metadata``."""
+
+    target: StorageTarget
+    metadata: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """A buffered write or a copy, validated and ready for :meth:`GreenRouter._write_steps`.
+
+    Attributes:
+        store: Stores the object with a blocking call (a stream is first sought back to its start).
+        data: The bytes, when a target's coroutine may store them instead (``None``: a stream or a copy).
+    """
+
+    path: str
+    size: int
+    user: Mapping[str, str]
+    retention_days: float | None
+    candidates: Sequence[str] | None
+    can_retry: bool
+    exclusive: bool
+    store: Callable[[StorageTarget, Mapping[str, str]], ObjectInfo]
+    data: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Done(Generic[_T]):
+    """Steps that finished with ``value``."""
+
+    value: _T
+
+
+@dataclass(frozen=True, slots=True)
+class _Failed:
+    """Steps that raised ``error``."""
+
+    error: BaseException
+
+
+def _advance(steps: Generator[_R, Any, _T], value: Any, error: BaseException | None) -> _R | _Done[_T] | _Failed:
+    """Run ``steps`` to their next request, sending ``value`` in (or throwing ``error``); never raises.
+
+    The outcome is returned, not raised, so that a step run on a worker thread can hand back its end
+    (``StopIteration``, which an asyncio future refuses) and its errors alike.
+    """
+    try:
+        return steps.throw(error) if error is not None else steps.send(value)
+    except StopIteration as done:
+        return _Done(done.value)
+    except BaseException as exc:  # noqa: BLE001 (the driver raises it in its caller)
+        return _Failed(exc)
+
+
+def _run_steps(steps: Generator[_R, Any, _T], perform: Callable[[_R], Any]) -> _T:
+    """Drive ``steps`` inline, performing each request with the blocking ``perform``."""
+    outcome = _advance(steps, None, None)
+    while True:
+        if isinstance(outcome, _Done):
+            return outcome.value
+        if isinstance(outcome, _Failed):
+            raise outcome.error
+        try:
+            result = perform(outcome)
+        except BaseException as exc:  # noqa: BLE001 (thrown into the steps: they fail over or clean up)
+            outcome = _advance(steps, None, exc)
+        else:
+            outcome = _advance(steps, result, None)
+
+
+def _never_stores(request: object) -> ObjectInfo:
+    raise AssertionError(f"these steps store nothing, but asked for {request!r}")
+
+
 class GreenRouter:
     """Writes each object to the greenest eligible backend, and finds it again.
 
@@ -248,7 +341,9 @@ class GreenRouter:
         self._lock = threading.Lock()
         # Striped locks: writes of one path in this process are placed, stored and committed one at
         # a time, so the catalog can never name one write while the object holds another's bytes.
-        self._path_locks = tuple(threading.Lock() for _ in range(64))
+        self._path_locks = tuple(threading.Lock() for _ in range(_PATH_LOCK_STRIPES))
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_pid = 0
 
     @classmethod
     def from_config(cls, path: str | os.PathLike[str] | GreenrouteConfig | None = None) -> GreenRouter:
@@ -260,7 +355,10 @@ class GreenRouter:
         return router
 
     def close(self) -> None:
-        """Release the catalog and the grid workers."""
+        """Release the catalog, the grid workers and the async entry points' worker threads."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False)
         self.catalog.close()
         self.placement.signals.close()
 
@@ -312,6 +410,37 @@ class GreenRouter:
             AllBackendsFailedError: Every candidate failed; nothing was left behind.
             OSError: A client error (access denied, missing bucket) from the chosen target.
         """
+        return self._run_job(self._write_job(path, data, metadata, size_hint, retention_days, candidates, exclusive))
+
+    async def awrite(self, path: str, data: bytes | bytearray | memoryview | IO[bytes], *,
+                     metadata: Mapping[str, str] | None = None, size_hint: int | None = None,
+                     retention_days: float | None = None, candidates: Sequence[str] | None = None,
+                     exclusive: bool = False) -> WriteResult:
+        """:meth:`write` as a coroutine, for event loops (the async ``greenroute://`` filesystem's writes).
+
+        The same steps as :meth:`write`, with the same arguments, result and errors. Placement and
+        the catalog's transactions run on the router's worker threads, never on the event loop. Bytes
+        are stored with the target's own coroutine where it has one (S3, GCS and Azure, on their
+        library's event loop); streams, and targets without one, on a worker thread. Many calls at
+        once therefore write concurrently, across objects and backends.
+
+        Example:
+            >>> import asyncio
+            >>> from greenroute.adapters.catalog.sqlite import SqliteCatalog
+            >>> from greenroute.profiles import default_backends
+            >>> router = GreenRouter(GreenPlacementService(default_backends()), SqliteCatalog(":memory:"))
+            >>> async def main() -> bytes:
+            ...     await asyncio.gather(*(router.awrite(f"demo/{i}.txt", b"hi %d" % i) for i in range(3)))
+            ...     return await router.aread("demo/2.txt")
+            >>> asyncio.run(main())
+            b'hi 2'
+        """
+        return await self._arun_job(self._write_job(path, data, metadata, size_hint, retention_days, candidates,
+                                                    exclusive))
+
+    def _write_job(self, path: str, data: bytes | bytearray | memoryview | IO[bytes],
+                   metadata: Mapping[str, str] | None, size_hint: int | None, retention_days: float | None,
+                   candidates: Sequence[str] | None, exclusive: bool) -> _Job:
         path = validate_path(path)
         user = _user_metadata(metadata)
         payload: bytes | IO[bytes] = bytes(data) if isinstance(data, bytearray | memoryview) else data
@@ -323,8 +452,9 @@ class GreenRouter:
                 payload.seek(start)
             return target.write(path, payload, md)
 
-        can_retry = isinstance(payload, bytes) or start is not None
-        return self._two_phase(path, size, user, retention_days, candidates, store, can_retry, exclusive=exclusive)
+        if isinstance(payload, bytes):
+            return _Job(path, size, user, retention_days, candidates, True, exclusive, store, payload)
+        return _Job(path, size, user, retention_days, candidates, start is not None, exclusive, store)
 
     def open(self, path: str, mode: str = "rb", *, metadata: Mapping[str, str] | None = None,
              size_hint: int | None = None, retention_days: float | None = None,
@@ -348,17 +478,29 @@ class GreenRouter:
         path = validate_path(path)
         user = _user_metadata(metadata)
         seen = self._seen(path, exclusive=mode == "xb")
-        decision, stream = self._attempt(
-            path, size_hint or 0, retention_days, candidates, seen,
-            lambda target, chosen: target.open_write(
-                path, self._metadata_at_close(path, chosen, retention_days, user), block_size=block_size,
-                size_hint=size_hint), exclusive=mode == "xb")
+
+        def opener(target: StorageTarget, chosen: CarbonPlacementDecision) -> Callable[[], WriteStream]:
+            metadata = self._metadata_at_close(path, chosen, retention_days, user)
+            return functools.partial(target.open_write, path, metadata, block_size=block_size, size_hint=size_hint)
+
+        decision, stream = _run_steps(
+            self._attempt(path, size_hint or 0, retention_days, candidates, seen, opener, exclusive=mode == "xb"),
+            lambda open_stream: open_stream())
         return _RoutedWriter(self, stream, path, decision, retention_days, seen,  # type: ignore[return-value]
                              exclusive=mode == "xb")
 
     def copy(self, src: str, dst: str, *, candidates: Sequence[str] | None = None,
              retention_days: float | None = None) -> WriteResult:
         """Copy ``src`` to ``dst``, placing ``dst`` like any write (server-side when it stays put)."""
+        return self._run_job(self._copy_job(src, dst, candidates, retention_days))
+
+    async def acopy(self, src: str, dst: str, *, candidates: Sequence[str] | None = None,
+                    retention_days: float | None = None) -> WriteResult:
+        """:meth:`copy` as a coroutine: the same steps, the copy itself on a worker thread (see :meth:`awrite`)."""
+        job = await self._off_loop(self._copy_job, src, dst, candidates, retention_days)
+        return await self._arun_job(job)
+
+    def _copy_job(self, src: str, dst: str, candidates: Sequence[str] | None, retention_days: float | None) -> _Job:
         entry = self._entry(src)
         dst = validate_path(dst)
         source = self.target(entry.backend_id)
@@ -370,7 +512,7 @@ class GreenRouter:
             with source.open_read(entry.path) as stream:
                 return target.write(dst, stream, md)
 
-        return self._two_phase(dst, entry.size, user, retention_days, candidates, store, True)
+        return _Job(dst, entry.size, user, retention_days, candidates, True, False, store)
 
     def move(self, src: str, dst: str) -> WriteResult:
         """Copy ``src`` to ``dst``, then delete ``src``."""
@@ -389,6 +531,28 @@ class GreenRouter:
         """
         entry = self._entry(path)
         return self.target(entry.backend_id).read(entry.path, start, end)
+
+    async def aread(self, path: str, start: int | None = None, end: int | None = None) -> bytes:
+        """:meth:`read` as a coroutine: the catalog lookup on a worker thread, then :meth:`aread_entry`."""
+        return await self.aread_entry(await self._off_loop(self._entry, path), start, end)
+
+    async def aread_entry(self, entry: CatalogEntry, start: int | None = None, end: int | None = None) -> bytes:
+        """The bytes of the object a committed entry names (or ``[start, end)``), as a coroutine.
+
+        For front doors that looked the entry up themselves. The target's own coroutine reads where it
+        has one (on its library's event loop), else a worker thread.
+
+        Raises:
+            KeyError: The entry's backend is not configured.
+        """
+        target = self._targets.get(entry.backend_id)
+        if target is None:
+            target = await self._off_loop(self.target, entry.backend_id)
+        aread = getattr(target, "aread", None)
+        if aread is None:
+            return await self._off_loop(target.read, entry.path, start, end)
+        data: bytes = await aread(entry.path, start, end)
+        return data
 
     def stat(self, path: str) -> ObjectStat:
         """A committed object's catalog entry and its target's view, metadata included."""
@@ -410,7 +574,7 @@ class GreenRouter:
         backend is skipped, never allowed to hide the others.
         """
         path = validate_path(path)
-        with self._path_locks[hash(path) % len(self._path_locks)]:
+        with self._path_lock(path):
             existing = self.catalog.lookup(path)
             if existing is not None:
                 return existing
@@ -644,34 +808,129 @@ class GreenRouter:
         if problem is not None:
             raise InvalidPathError(path, f"too long for {target.backend.id} ({problem})")
 
-    def _two_phase(self, path: str, size: int, user: Mapping[str, str], retention_days: float | None,
-                   candidates: Sequence[str] | None,
-                   store: Callable[[StorageTarget, Mapping[str, str]], ObjectInfo],
-                   can_retry: bool, *, exclusive: bool = False) -> WriteResult:
-        with self._path_locks[hash(path) % len(self._path_locks)]:
-            seen = self._seen(path, exclusive=exclusive)
-            estimates: dict[str, CarbonEstimate] = {}
+    # -- the steps of a write, and their drivers -------------------------------------------
 
-            def action(target: StorageTarget, chosen: CarbonPlacementDecision) -> ObjectInfo:
-                estimate = estimates[chosen.decision_id] = self._estimate(chosen, size, retention_days)
-                return store(target, self._metadata(path, chosen, estimate, user))
+    def _path_lock(self, path: str) -> threading.Lock:
+        """The lock that serialises this process's writes of ``path``."""
+        return self._path_locks[hash(path) % len(self._path_locks)]
 
-            decision, info = self._attempt(path, size, retention_days, candidates, seen, action,
-                                           can_retry=can_retry, exclusive=exclusive)
-            estimate = estimates[decision.decision_id]
-            if info.size != size:
-                estimate = self._estimate(decision, info.size, retention_days)
-            rewrite = (lambda: action(self.target(decision.backend_id), decision)) if can_retry else None
-            return self._commit(path, decision, info, estimate, retention_days, seen, rewrite, exclusive=exclusive)
+    @contextlib.asynccontextmanager
+    async def _apath_lock(self, path: str) -> AsyncIterator[None]:
+        """Hold ``path``'s write lock (the very lock of the blocking entry points) without blocking the loop.
+
+        It is polled: waiting for it on a worker thread could take every worker while the holders
+        wait for one to commit.
+        """
+        lock = self._path_lock(path)
+        pause = 0.0005
+        while not lock.acquire(blocking=False):
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.02)
+        try:
+            yield
+        finally:
+            lock.release()
+
+    def _run_job(self, job: _Job) -> WriteResult:
+        """A buffered write, driven inline."""
+        with self._path_lock(job.path):
+            return _run_steps(self._write_steps(job), lambda request: job.store(request.target, request.metadata))
+
+    async def _arun_job(self, job: _Job) -> WriteResult:
+        """A buffered write, driven from an event loop (see the module docstring)."""
+
+        async def store(request: _Store) -> ObjectInfo:
+            awrite = getattr(request.target, "awrite", None)
+            if job.data is None or awrite is None:
+                return await self._off_loop(job.store, request.target, request.metadata)
+            info: ObjectInfo = await awrite(job.path, job.data, request.metadata)
+            return info
+
+        async with self._apath_lock(job.path):
+            return await self._arun_steps(self._write_steps(job), store)
+
+    async def _arun_steps(self, steps: Generator[_R, Any, _T], perform: Callable[[_R], Awaitable[Any]]) -> _T:
+        """Drive ``steps`` from an event loop: each step on a worker thread, each request with ``perform``."""
+        outcome = await self._step(steps, None, None)
+        while True:
+            if isinstance(outcome, _Done):
+                return outcome.value
+            if isinstance(outcome, _Failed):
+                raise outcome.error
+            try:
+                result = await perform(outcome)
+            except BaseException as exc:  # noqa: BLE001 (thrown into the steps: they fail over or clean up)
+                outcome = await self._step(steps, None, exc)
+            else:
+                outcome = await self._step(steps, result, None)
+
+    async def _step(self, steps: Generator[_R, Any, _T], value: Any,
+                    error: BaseException | None) -> _R | _Done[_T] | _Failed:
+        pool = self._worker_pool()
+        future = asyncio.get_running_loop().run_in_executor(pool, _advance, steps, value, error)
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            # The step runs on; once it is done, close the steps so that they drop what they hold
+            # (an exclusive create's reservation).
+            def close(_: object) -> None:
+                with contextlib.suppress(RuntimeError):  # the router was closed meanwhile
+                    pool.submit(steps.close)
+
+            future.add_done_callback(close)
+            raise
+
+    async def _off_loop(self, call: Callable[..., _T], *args: Any) -> _T:
+        """Run a blocking call (catalog, placement, a blocking target) on the router's worker threads."""
+        return await asyncio.get_running_loop().run_in_executor(self._worker_pool(), functools.partial(call, *args))
+
+    def _worker_pool(self) -> ThreadPoolExecutor:
+        """The async entry points' worker threads, made on first use (and again in a forked child).
+
+        A pool of the router's own, not the event loop's default executor: its steps wait on catalog
+        locks and blocking targets, and must never hold the threads a library's loop needs itself.
+        """
+        pool = self._pool
+        if pool is None or self._pool_pid != os.getpid():
+            with self._lock:
+                if self._pool is None or self._pool_pid != os.getpid():
+                    self._pool = ThreadPoolExecutor(_WORKERS, thread_name_prefix="greenroute-router")
+                    self._pool_pid = os.getpid()
+                pool = self._pool
+        return pool
+
+    def _write_steps(self, job: _Job) -> Generator[_Store, ObjectInfo, WriteResult]:
+        """One buffered write: read the live entry, place, store (asked of the driver), commit, fail over.
+
+        The one implementation for the blocking and the async entry points: the driver performs each
+        yielded store and sends back its result, or throws in its error.
+        """
+        seen = self._seen(job.path, exclusive=job.exclusive)
+        estimates: dict[str, CarbonEstimate] = {}
+
+        def request(target: StorageTarget, chosen: CarbonPlacementDecision) -> _Store:
+            estimate = estimates[chosen.decision_id] = self._estimate(chosen, job.size, job.retention_days)
+            return _Store(target, self._metadata(job.path, chosen, estimate, job.user))
+
+        decision, info = yield from self._attempt(job.path, job.size, job.retention_days, job.candidates, seen,
+                                                  request, can_retry=job.can_retry, exclusive=job.exclusive)
+        estimate = estimates[decision.decision_id]
+        if info.size != job.size:
+            estimate = self._estimate(decision, info.size, job.retention_days)
+        rewrite = (lambda: request(self.target(decision.backend_id), decision)) if job.can_retry else None
+        return (yield from self._commit(job.path, decision, info, estimate, job.retention_days, seen, rewrite,
+                                        exclusive=job.exclusive))
 
     def _attempt(self, path: str, size: int, retention_days: float | None, candidates: Sequence[str] | None,
-                 seen: Placement | None, action: Callable[[StorageTarget, CarbonPlacementDecision], _T], *,
-                 can_retry: bool = True, exclusive: bool = False) -> tuple[CarbonPlacementDecision, _T]:
-        """Place ``path`` and run ``action`` on the chosen target, failing over when that is safe.
+                 seen: Placement | None, request: Callable[[StorageTarget, CarbonPlacementDecision], _R], *,
+                 can_retry: bool = True, exclusive: bool = False
+                 ) -> Generator[_R, Any, tuple[CarbonPlacementDecision, Any]]:
+        """Place ``path`` and have the driver act on the chosen target, failing over when that is safe.
 
-        On a fault worth failing over, the next-best candidate is tried (when ``can_retry``); any other
-        error is raised. Only an exclusive create records anything in the catalog before its commit: a
-        reservation, dropped again on failure.
+        ``request(target, decision)`` says what to do there; it is yielded, and the driver sends back
+        the result or throws in the error. On a fault worth failing over, the next-best candidate is
+        tried (when ``can_retry``); any other error is raised. Only an exclusive create records
+        anything in the catalog before its commit: a reservation, dropped again on failure.
         """
         decision, backend_ids = self._decide(path, size, retention_days, candidates, seen)
         failovers: builtins.list[str] = []
@@ -683,7 +942,7 @@ class GreenRouter:
             if exclusive:
                 self.catalog.begin(self._pending(path, decision, target))
             try:
-                return decision, action(target, decision)
+                return decision, (yield request(target, decision))
             except TargetUnavailableError as exc:
                 if exclusive:
                     self.catalog.abort(decision.decision_id)
@@ -712,14 +971,15 @@ class GreenRouter:
             raise AllBackendsFailedError(dict(f.split(": ", 1) for f in failovers)) from no_more
 
     def _commit(self, path: str, decision: CarbonPlacementDecision, info: ObjectInfo, estimate: CarbonEstimate,
-                retention_days: float | None, seen: Placement | None, rewrite: Callable[[], ObjectInfo] | None, *,
-                exclusive: bool = False) -> WriteResult:
+                retention_days: float | None, seen: Placement | None, rewrite: Callable[[], _Store] | None, *,
+                exclusive: bool = False) -> Generator[_Store, ObjectInfo, WriteResult]:
         """Commit with a compare-and-set against ``seen``, resolving races with other writers.
 
         When another writer committed the path meanwhile: if its entry names another object, this
         write's object is intact and simply replaces it; if it names the same object, the object's
         own metadata says whose bytes it holds. A buffered write whose bytes were overwritten stores
-        them again (``rewrite``); a stream cannot, and raises :class:`ConcurrentWriteError` unacknowledged.
+        them again (``rewrite``, yielded to the driver); a stream cannot, and raises
+        :class:`ConcurrentWriteError` unacknowledged.
         """
         entry = self._committed_entry(path, decision, info, estimate, retention_days)
         expected = seen.decision_id if seen is not None else None
@@ -743,7 +1003,7 @@ class GreenRouter:
                                 f"{path}: another writer stored this path on {decision.backend_id} before this "
                                 "stream committed; the object holds its bytes", backend_id=decision.backend_id
                             ) from None
-                        info = rewrite()
+                        info = yield rewrite()
                         entry = replace(entry, size=info.size, etag=info.etag)
                 expected = current.decision_id if current is not None else None
         else:
@@ -826,8 +1086,8 @@ class GreenRouter:
         if info is None:
             info = self.target(writer.decision.backend_id).stat(writer.path)
         estimate = self._estimate(writer.decision, info.size, writer.retention_days)
-        return self._commit(writer.path, writer.decision, info, estimate, writer.retention_days, writer.seen, None,
-                            exclusive=writer.exclusive)
+        return _run_steps(self._commit(writer.path, writer.decision, info, estimate, writer.retention_days, writer.seen,
+                                       None, exclusive=writer.exclusive), _never_stores)
 
     # -- rebalancing (greenroute.rebalance) ----------------------------------------------------
 
