@@ -3,6 +3,11 @@
 Before each write, greenroute asks which configured storage backend is greenest right now, from
 live or embedded grid carbon data, and says what the write is estimated to emit.
 
+``import greenroute`` loads nothing but this file: each exported name (and each submodule, as
+``greenroute.router``) is imported on first access (PEP 562), so a script that uses only the
+placement service never pays for the router, and one that only asks ``greenroute.__version__``
+pays for nothing.
+
 Example:
     >>> import greenroute
     >>> service = greenroute.load_config(None).build_service()
@@ -11,45 +16,119 @@ Example:
     ('average', 'aws-eu-north-1')
 """
 
-from .carbon import CarbonEstimate, CarbonModel
-from .config import GreenrouteConfig, load_config
-from .embedded import EmbeddedGridSource
-from .errors import (
-    AllBackendsFailedError,
-    ConfigError,
-    GreenrouteError,
-    GridAccessDeniedError,
-    GridDataError,
-    GridDataUnavailableError,
-    GridUnitsError,
-    InvalidPathError,
-    MetadataNotSupportedError,
-    NoEligibleBackendError,
-    PlacementError,
-    StorageError,
-    TargetUnavailableError,
-    UnknownRegionError,
-)
-from .events import AuditLogSink, EventBus
-from .model import (
-    Alternative,
-    Backend,
-    CarbonPlacementDecision,
-    CatalogEntry,
-    GreenScore,
-    GridCarbonData,
-    GridDataSource,
-    Objective,
-    Provider,
-    SignalKind,
-)
-from .placement import GreenPlacementService, PlacementPolicy
-from .ports import Catalog, GridSource, ObjectInfo, StorageTarget
-from .router import GreenRouter, WriteResult
-from .scoring import BackendGreenScoreRegistry, ScoreWeights, green_score
-from .signals import GridResolution, GridSignals, ManualGridSource
+import importlib as _importlib
+import typing as _typing
+
+if _typing.TYPE_CHECKING:  # what type checkers and IDEs see; at run time the names load on first access
+    from .carbon import CarbonEstimate, CarbonModel
+    from .config import GreenrouteConfig, load_config
+    from .embedded import EmbeddedGridSource
+    from .errors import (
+        AllBackendsFailedError,
+        ConfigError,
+        GreenrouteError,
+        GridAccessDeniedError,
+        GridDataError,
+        GridDataUnavailableError,
+        GridUnitsError,
+        InvalidPathError,
+        MetadataNotSupportedError,
+        NoEligibleBackendError,
+        PlacementError,
+        StorageError,
+        TargetUnavailableError,
+        UnknownRegionError,
+    )
+    from .events import AuditLogSink, EventBus
+    from .model import (
+        Alternative,
+        Backend,
+        CarbonPlacementDecision,
+        CatalogEntry,
+        GreenScore,
+        GridCarbonData,
+        GridDataSource,
+        Objective,
+        Provider,
+        SignalKind,
+    )
+    from .placement import GreenPlacementService, PlacementPolicy
+    from .ports import Catalog, GridSource, ObjectInfo, StorageTarget
+    from .router import GreenRouter, WriteResult
+    from .scoring import BackendGreenScoreRegistry, ScoreWeights, green_score
+    from .signals import GridResolution, GridSignals, ManualGridSource
 
 __version__ = "0.1.0"
+
+#: Where each exported name lives (the submodule it is imported from on first access).
+_EXPORTS = {
+    "AllBackendsFailedError": "errors",
+    "Alternative": "model",
+    "AuditLogSink": "events",
+    "Backend": "model",
+    "BackendGreenScoreRegistry": "scoring",
+    "CarbonEstimate": "carbon",
+    "CarbonModel": "carbon",
+    "CarbonPlacementDecision": "model",
+    "Catalog": "ports",
+    "CatalogEntry": "model",
+    "ConfigError": "errors",
+    "EmbeddedGridSource": "embedded",
+    "EventBus": "events",
+    "GreenPlacementService": "placement",
+    "GreenRouter": "router",
+    "GreenScore": "model",
+    "GreenrouteConfig": "config",
+    "GreenrouteError": "errors",
+    "GridAccessDeniedError": "errors",
+    "GridCarbonData": "model",
+    "GridDataError": "errors",
+    "GridDataSource": "model",
+    "GridDataUnavailableError": "errors",
+    "GridResolution": "signals",
+    "GridSignals": "signals",
+    "GridSource": "ports",
+    "GridUnitsError": "errors",
+    "InvalidPathError": "errors",
+    "ManualGridSource": "signals",
+    "MetadataNotSupportedError": "errors",
+    "NoEligibleBackendError": "errors",
+    "ObjectInfo": "ports",
+    "Objective": "model",
+    "PlacementError": "errors",
+    "PlacementPolicy": "placement",
+    "Provider": "model",
+    "ScoreWeights": "scoring",
+    "SignalKind": "model",
+    "StorageError": "errors",
+    "StorageTarget": "ports",
+    "TargetUnavailableError": "errors",
+    "UnknownRegionError": "errors",
+    "WriteResult": "router",
+    "green_score": "scoring",
+    "load_config": "config",
+}
+
+#: Submodules reachable as attributes of the package without importing them first.
+_SUBMODULES = frozenset({
+    "adapters", "carbon", "cli", "config", "demo", "embedded", "errors", "events", "health", "model",
+    "placement", "plugins", "ports", "profiles", "rebalance", "router", "scoring", "signals", "streams",
+})
+
+
+def __getattr__(name: str) -> object:
+    module = _EXPORTS.get(name)
+    if module is not None:
+        value = getattr(_importlib.import_module(f"{__name__}.{module}"), name)
+        globals()[name] = value  # later lookups are plain module attributes
+        return value
+    if name in _SUBMODULES:
+        return _importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*__all__, *(k for k in globals() if not k.startswith("_") or k == "__version__")})
 
 
 def boto3_client(config: str | None = None, **kwargs: object) -> object:
@@ -62,9 +141,7 @@ def boto3_client(config: str | None = None, **kwargs: object) -> object:
         config: The greenroute config file (default: ``$GREENROUTE_CONFIG``, then ``./greenroute.toml``).
         **kwargs: Passed to :class:`greenroute.adapters.boto3.client.GreenS3Client`.
     """
-    import importlib
-
-    module = importlib.import_module("greenroute.adapters.boto3.client")
+    module = _importlib.import_module("greenroute.adapters.boto3.client")
     return module.GreenS3Client.from_config(config, **kwargs)
 
 __all__ = [

@@ -17,7 +17,6 @@ Outputs derived from this data carry the notice in :data:`ATTRIBUTION`.
 from __future__ import annotations
 
 import csv
-import difflib
 import functools
 import io
 from dataclasses import dataclass
@@ -142,11 +141,15 @@ class EmbeddedGridData:
         try:
             return self._zones[zone]
         except KeyError:
+            import difflib  # only a failed lookup needs it
+
             close = difflib.get_close_matches(zone, self._zones, n=3, cutoff=0.6)
             raise UnknownRegionError(zone, close) from None
 
     def suggest(self, region: str, n: int = 3) -> list[str]:
         """The known regions whose names are closest to ``region``."""
+        import difflib  # only a failed lookup needs it
+
         return difflib.get_close_matches(region.strip().lower(), self._regions, n=n, cutoff=0.5)
 
 

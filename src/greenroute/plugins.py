@@ -10,15 +10,21 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
-from importlib.metadata import EntryPoint, entry_points
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
 
 __all__ = ["clear_entry_point_cache", "entry_point_names", "load_entry_point"]
 
 
 @functools.cache
 def _group(group: str) -> Mapping[str, EntryPoint]:
+    # Imported here: importlib.metadata (and the email package it loads) costs more than the rest of
+    # ``import greenroute.config``, and a process whose config names no adapter never needs it.
+    from importlib.metadata import entry_points
+
     found: dict[str, EntryPoint] = {}
     for ep in entry_points(group=group):
         # The first distribution that declares a name wins, as the uncached loops did.

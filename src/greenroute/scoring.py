@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -208,6 +207,8 @@ class BackendGreenScoreRegistry:
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the registry to ``path`` atomically (temp file in the same folder, then rename)."""
+        import tempfile  # only saving needs it (and the shutil and random modules it loads)
+
         target = Path(path)
         payload = json.dumps(self.to_dict(), indent=2, sort_keys=True)
         target.parent.mkdir(parents=True, exist_ok=True)
