@@ -11,6 +11,10 @@ module for three things:
 * Turning responses into typed greenroute errors (:func:`error_for_status`, :func:`parse_json`,
   :func:`transport_error`), with any credential scrubbed out of provider-supplied text.
 
+:class:`LiveGridSource` is the clients' shared shell (``close``, the context manager, and the one
+place an answer becomes a :class:`~greenroute.model.GridCarbonData`); :func:`mapped_zone` and
+:func:`unknown_region` resolve cloud regions through the embedded mapping.
+
 Credentials are held in :class:`Secret`, whose ``repr`` and ``str`` never show the value.
 """
 
@@ -26,24 +30,34 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Self
 
 import httpx
 import tenacity
 
 from greenroute import __version__
 from greenroute.config import PlacementSettings, SourceSettings
-from greenroute.errors import ConfigError, GridAccessDeniedError, GridDataError, GridDataUnavailableError
+from greenroute.embedded import RegionInfo, embedded_data
+from greenroute.errors import (
+    ConfigError,
+    GridAccessDeniedError,
+    GridDataError,
+    GridDataUnavailableError,
+    UnknownRegionError,
+)
+from greenroute.model import GridCarbonData, GridDataSource, SignalKind
 
 __all__ = [
     "RETRYABLE_STATUS",
     "ApiClient",
     "IntensityPoint",
+    "LiveGridSource",
     "RetryPolicy",
     "Secret",
     "client_options",
     "env_secret",
     "error_for_status",
+    "mapped_zone",
     "number",
     "option_float",
     "option_int",
@@ -52,6 +66,7 @@ __all__ = [
     "retry_after_seconds",
     "scrub",
     "transport_error",
+    "unknown_region",
 ]
 
 #: Statuses worth another try: rate limited, or a transient server fault.
@@ -296,6 +311,52 @@ class ApiClient:
         """Close the HTTP client if this object created it."""
         if self._owns_client:
             self._client.close()
+
+
+class LiveGridSource:
+    """The shell every live grid client shares: its :class:`ApiClient` and what a source gives back.
+
+    Subclasses set :attr:`name` (a :class:`~greenroute.model.GridDataSource` value), :attr:`signal`
+    and ``_api``.
+    """
+
+    name: str
+    signal: SignalKind
+    _api: ApiClient
+
+    def close(self) -> None:
+        """Close the HTTP client if this object created it."""
+        self._api.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _grid_data(self, region: str, grid_zone: str, intensity: float, *, renewable_pct: float | None,
+                   observed_at: datetime | None, fetched_at: datetime, is_estimated: bool) -> GridCarbonData:
+        """A value of this source's signal kind for ``region``, with its provenance."""
+        return GridCarbonData(region=region, grid_zone=grid_zone, carbon_intensity_g_per_kwh=intensity,
+                              signal=self.signal, source=GridDataSource(self.name), renewable_pct=renewable_pct,
+                              observed_at=observed_at, fetched_at=fetched_at, is_estimated=is_estimated)
+
+
+def mapped_zone(region: str, zone: str | None, pick: Callable[[RegionInfo], str | None]) -> str | None:
+    """``zone`` when given, else the provider zone that ``pick`` reads from the embedded row of ``region``.
+
+    ``None`` (or an empty string) when neither names one.
+    """
+    if zone:
+        return zone
+    data = embedded_data()
+    return pick(data.region(region)) if data.has_region(region) else None
+
+
+def unknown_region(region: str) -> UnknownRegionError:
+    """The error for a region no mapping covers, suggesting known names when ``region`` is not one itself."""
+    data = embedded_data()
+    return UnknownRegionError(region, () if data.has_region(region) else data.suggest(region))
 
 
 # -- responses to typed errors ----------------------------------------------------------------

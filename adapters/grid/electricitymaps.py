@@ -37,28 +37,26 @@ import httpx
 
 from greenroute.config import PlacementSettings, SourceSettings
 from greenroute.embedded import embedded_data
-from greenroute.errors import (
-    GridAccessDeniedError,
-    GridDataError,
-    GridDataUnavailableError,
-    UnknownRegionError,
-)
+from greenroute.errors import GridAccessDeniedError, GridDataError, GridDataUnavailableError
 from greenroute.model import GridCarbonData, GridDataSource, SignalKind, utcnow
 
 from ._http import (
     RETRYABLE_STATUS,
     ApiClient,
     IntensityPoint,
+    LiveGridSource,
     RetryPolicy,
     Secret,
     client_options,
     env_secret,
     env_var_name,
     error_for_status,
+    mapped_zone,
     number,
     parse_json,
     parse_time,
     transport_error,
+    unknown_region,
 )
 
 __all__ = [
@@ -119,7 +117,7 @@ class ElectricityMapsForecast:
     points: tuple[IntensityPoint, ...]
 
 
-class ElectricityMapsApiStrategy:
+class ElectricityMapsApiStrategy(LiveGridSource):
     """A :class:`~greenroute.ports.GridSource` for Electricity Maps' average carbon intensity.
 
     Args:
@@ -144,17 +142,11 @@ class ElectricityMapsApiStrategy:
     name = _SOURCE
     signal = SignalKind.AVERAGE
 
-    def __init__(self, *, api_key: str | None,
-                 client: httpx.Client | None = None,
-                 base_url: str = DEFAULT_BASE_URL,
-                 timeout_seconds: float | None = None,
-                 cache_ttl_seconds: float = 300.0,
-                 max_retries: int | None = None,
-                 retry: RetryPolicy | None = None,
-                 sleep: Callable[[float], None] | None = None,
-                 clock: Callable[[], float] = time.monotonic,
-                 denied_ttl_seconds: float = 3600.0,
-                 credentials_hint: str = "an API key") -> None:
+    def __init__(self, *, api_key: str | None, client: httpx.Client | None = None,
+                 base_url: str = DEFAULT_BASE_URL, timeout_seconds: float | None = None,
+                 cache_ttl_seconds: float = 300.0, max_retries: int | None = None, retry: RetryPolicy | None = None,
+                 sleep: Callable[[float], None] | None = None, clock: Callable[[], float] = time.monotonic,
+                 denied_ttl_seconds: float = 3600.0, credentials_hint: str = "an API key") -> None:
         self._key = Secret(api_key)
         self._credentials_hint = credentials_hint
         base = retry or RetryPolicy(retry_statuses=RETRYABLE_STATUS | {401})
@@ -199,17 +191,9 @@ class ElectricityMapsApiStrategy:
             renewable = self.power_breakdown(em_zone, region=region, retry=False).renewable_pct
         except GridDataError as exc:  # the intensity is still good without the share
             log.info("electricitymaps: no renewable share for %s: %s", em_zone, exc)
-        return GridCarbonData(
-            region=region,
-            grid_zone=em_zone,
-            carbon_intensity_g_per_kwh=latest.carbon_intensity_g_per_kwh,
-            signal=SignalKind.AVERAGE,
-            source=GridDataSource.ELECTRICITY_MAPS,
-            renewable_pct=renewable,
-            observed_at=latest.observed_at,
-            fetched_at=fetched_at,
-            is_estimated=latest.is_estimated,
-        )
+        return self._grid_data(region, em_zone, latest.carbon_intensity_g_per_kwh, renewable_pct=renewable,
+                               observed_at=latest.observed_at, fetched_at=fetched_at,
+                               is_estimated=latest.is_estimated)
 
     # -- Electricity Maps-specific --------------------------------------------------------------
 
@@ -219,15 +203,10 @@ class ElectricityMapsApiStrategy:
         Raises:
             UnknownRegionError: The region has no mapped zone.
         """
-        if zone:
-            return zone
-        data = embedded_data()
-        if data.has_region(region):
-            mapped = data.region(region).em_zone
-            if mapped:
-                return mapped
-            raise UnknownRegionError(region)
-        raise UnknownRegionError(region, data.suggest(region))
+        mapped = mapped_zone(region, zone, lambda info: info.em_zone)
+        if mapped:
+            return mapped
+        raise unknown_region(region)
 
     def latest(self, zone: str) -> ElectricityMapsLatest:
         """The ``carbon-intensity/latest`` answer for ``zone``, with ``emissionFactorType`` kept.
@@ -291,16 +270,6 @@ class ElectricityMapsApiStrategy:
             if value is not None and when is not None and (until is None or when < until):
                 points.append(IntensityPoint(when, value))
         return ElectricityMapsForecast(em_zone, parse_time(body.get("updatedAt")), tuple(points))
-
-    def close(self) -> None:
-        """Close the HTTP client if this object created it."""
-        self._api.close()
-
-    def __enter__(self) -> ElectricityMapsApiStrategy:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return (f"ElectricityMapsApiStrategy(base_url={self._api.base_url!r}, "

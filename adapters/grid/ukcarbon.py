@@ -37,6 +37,7 @@ from greenroute.model import GridCarbonData, GridDataSource, SignalKind, utcnow
 
 from ._http import (
     ApiClient,
+    LiveGridSource,
     RetryPolicy,
     client_options,
     error_for_status,
@@ -104,7 +105,7 @@ class UkIntensity:
         return self.actual if self.actual is not None else self.forecast
 
 
-class UkCarbonIntensitySource:
+class UkCarbonIntensitySource(LiveGridSource):
     """A :class:`~greenroute.ports.GridSource` for the UK Carbon Intensity API (no key needed).
 
     Args:
@@ -127,15 +128,10 @@ class UkCarbonIntensitySource:
     name = _SOURCE
     signal = SignalKind.AVERAGE
 
-    def __init__(self, *, regions: Mapping[str, int] | None = None,
-                 client: httpx.Client | None = None,
-                 base_url: str = DEFAULT_BASE_URL,
-                 timeout_seconds: float | None = None,
-                 cache_ttl_seconds: float = 300.0,
-                 max_retries: int | None = None,
-                 retry: RetryPolicy | None = None,
-                 sleep: Callable[[float], None] | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, *, regions: Mapping[str, int] | None = None, client: httpx.Client | None = None,
+                 base_url: str = DEFAULT_BASE_URL, timeout_seconds: float | None = None,
+                 cache_ttl_seconds: float = 300.0, max_retries: int | None = None, retry: RetryPolicy | None = None,
+                 sleep: Callable[[float], None] | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self.regions: Mapping[str, int] = MappingProxyType(_check_regions(
             DEFAULT_REGIONS if regions is None else regions))
         policy = (retry or RetryPolicy()).with_overrides(max_retries=max_retries, sleep=sleep)
@@ -174,17 +170,9 @@ class UkCarbonIntensitySource:
         if intensity is None:
             raise GridDataUnavailableError(f"ukcarbon: neither actual nor forecast given ({_where(regionid)})",
                                            source=_SOURCE, region=region)
-        return GridCarbonData(
-            region=region,
-            grid_zone="GB" if regionid == NATIONAL else f"GB/{value.shortname}",
-            carbon_intensity_g_per_kwh=intensity,
-            signal=SignalKind.AVERAGE,
-            source=GridDataSource.UK_CARBON_INTENSITY,
-            renewable_pct=value.renewable_pct,
-            observed_at=value.period_from,
-            fetched_at=fetched_at,
-            is_estimated=True,  # forecasts, and "actual" is itself an estimate
-        )
+        return self._grid_data(region, "GB" if regionid == NATIONAL else f"GB/{value.shortname}", intensity,
+                               renewable_pct=value.renewable_pct, observed_at=value.period_from,
+                               fetched_at=fetched_at, is_estimated=True)  # "actual" is itself an estimate
 
     def national(self) -> UkIntensity:
         """The current half hour for Great Britain (``GET /intensity``).
@@ -204,16 +192,6 @@ class UkCarbonIntensitySource:
         if regionid not in REGION_NAMES:
             raise ConfigError(f"expected a UK region id from 1 to 17, got {regionid!r}", key="regionid")
         return self._intensity(regionid, None)[0]
-
-    def close(self) -> None:
-        """Close the HTTP client if this object created it."""
-        self._api.close()
-
-    def __enter__(self) -> UkCarbonIntensitySource:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"UkCarbonIntensitySource(base_url={self._api.base_url!r}, regions={dict(self.regions)!r})"

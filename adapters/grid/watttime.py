@@ -33,29 +33,25 @@ import cachetools
 import httpx
 
 from greenroute.config import PlacementSettings, SourceSettings
-from greenroute.embedded import embedded_data
-from greenroute.errors import (
-    ConfigError,
-    GridAccessDeniedError,
-    GridDataUnavailableError,
-    GridUnitsError,
-    UnknownRegionError,
-)
+from greenroute.errors import ConfigError, GridAccessDeniedError, GridDataUnavailableError, GridUnitsError
 from greenroute.model import GridCarbonData, GridDataSource, SignalKind, utcnow
 
 from ._http import (
     ApiClient,
     IntensityPoint,
+    LiveGridSource,
     RetryPolicy,
     Secret,
     client_options,
     env_secret,
     env_var_name,
     error_for_status,
+    mapped_zone,
     number,
     parse_json,
     parse_time,
     transport_error,
+    unknown_region,
 )
 
 __all__ = [
@@ -126,7 +122,7 @@ class SignalIndex:
     point_time: datetime | None
 
 
-class WattTimeGridApiStrategy:
+class WattTimeGridApiStrategy(LiveGridSource):
     """A :class:`~greenroute.ports.GridSource` for WattTime's marginal emission rate (MOER).
 
     Args:
@@ -159,20 +155,13 @@ class WattTimeGridApiStrategy:
     name = _SOURCE
     signal = SignalKind.MARGINAL
 
-    def __init__(self, *, username: str | None, password: str | None,
-                 client: httpx.Client | None = None,
-                 base_url: str = DEFAULT_BASE_URL,
-                 timeout_seconds: float | None = None,
-                 cache_ttl_seconds: float = 300.0,
-                 max_retries: int | None = None,
-                 coordinates: Mapping[str, tuple[float, float]] | None = None,
-                 retry: RetryPolicy | None = None,
-                 sleep: Callable[[float], None] | None = None,
-                 clock: Callable[[], float] = time.monotonic,
-                 region_cache_ttl_seconds: float = 30 * 86400.0,
-                 denied_ttl_seconds: float = 3600.0,
-                 token_refresh_margin_seconds: float = 300.0,
-                 login_backoff_seconds: float = 60.0,
+    def __init__(self, *, username: str | None, password: str | None, client: httpx.Client | None = None,
+                 base_url: str = DEFAULT_BASE_URL, timeout_seconds: float | None = None,
+                 cache_ttl_seconds: float = 300.0, max_retries: int | None = None,
+                 coordinates: Mapping[str, tuple[float, float]] | None = None, retry: RetryPolicy | None = None,
+                 sleep: Callable[[float], None] | None = None, clock: Callable[[], float] = time.monotonic,
+                 region_cache_ttl_seconds: float = 30 * 86400.0, denied_ttl_seconds: float = 3600.0,
+                 token_refresh_margin_seconds: float = 300.0, login_backoff_seconds: float = 60.0,
                  credentials_hint: str = "username and password") -> None:
         self._username = Secret(username)
         self._password = Secret(password)
@@ -229,17 +218,9 @@ class WattTimeGridApiStrategy:
                                                        "horizon_hours": "0"}, region, wt_region)
         points = _moer_points(body, region=region, wt_region=wt_region)
         first = points[0]
-        return GridCarbonData(
-            region=region,
-            grid_zone=wt_region,
-            carbon_intensity_g_per_kwh=first.carbon_intensity_g_per_kwh,
-            signal=SignalKind.MARGINAL,
-            source=GridDataSource.WATTTIME,
-            renewable_pct=None,
-            observed_at=first.point_time,
-            fetched_at=fetched_at,
-            is_estimated=True,  # the forecast's first point is a nowcast
-        )
+        return self._grid_data(region, wt_region, first.carbon_intensity_g_per_kwh, renewable_pct=None,
+                               observed_at=first.point_time, fetched_at=fetched_at,
+                               is_estimated=True)  # the forecast's first point is a nowcast
 
     # -- WattTime-specific ----------------------------------------------------------------------
 
@@ -331,27 +312,13 @@ class WattTimeGridApiStrategy:
             UnknownRegionError: Neither a mapping nor coordinates are known for ``region``.
             GridDataUnavailableError: WattTime has no coverage at the region's coordinates (404).
         """
-        if zone:
-            return zone
-        data = embedded_data()
-        if data.has_region(region):
-            mapped = data.region(region).watttime_region
-            if mapped:
-                return mapped
+        mapped = mapped_zone(region, zone, lambda info: info.watttime_region)
+        if mapped:
+            return mapped
         coords = self._coordinates.get(region)
         if coords is None:
-            raise UnknownRegionError(region, data.suggest(region) if not data.has_region(region) else ())
+            raise unknown_region(region)
         return self._region_from_loc(region, coords)
-
-    def close(self) -> None:
-        """Close the HTTP client if this object created it."""
-        self._api.close()
-
-    def __enter__(self) -> WattTimeGridApiStrategy:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return (f"WattTimeGridApiStrategy(base_url={self._api.base_url!r}, "
