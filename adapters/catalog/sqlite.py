@@ -362,6 +362,32 @@ class SqliteCatalog:
         value = rows[0][0]
         return int(value) if isinstance(value, int) else 0
 
+    # -- bulk: catalog migrate ---------------------------------------------------------------
+
+    def entries(self) -> Iterator[CatalogEntry]:
+        """Every entry in every state, in ``decision_id`` order, read a page at a time."""
+        after = ""
+        while True:
+            rows = self._read(f"{_SELECT} WHERE decision_id > ? ORDER BY decision_id LIMIT 5000", (after,))
+            yield from (entry_from_row(r) for r in rows)
+            if len(rows) < 5000:
+                return
+            after = str(rows[-1][0])
+
+    def count_all(self) -> int:
+        """How many entries there are, in every state."""
+        value = self._read("SELECT COUNT(*) FROM entries")[0][0]
+        return int(value) if isinstance(value, int) else 0
+
+    def import_entries(self, entries: Iterable[CatalogEntry]) -> int:
+        """Insert entries as they are, in one transaction, skipping decision ids already present (and any
+        that would give a path a second live entry or reservation); returns how many were inserted."""
+        rows = [row_from_entry(e) for e in entries]
+        with self._write() as db:
+            cur = db.executemany(f"INSERT OR IGNORE INTO entries ({', '.join(COLUMNS)}) "
+                                 f"VALUES ({', '.join('?' * len(COLUMNS))})", rows)
+            return max(0, cur.rowcount)
+
     def close(self) -> None:
         """Close every connection this catalog opened."""
         with self._lock:

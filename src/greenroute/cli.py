@@ -112,6 +112,14 @@ def _parser() -> argparse.ArgumentParser:
     config = sub.add_parser("config", help="configuration commands")
     config_sub = config.add_subparsers(dest="config_command", required=True)
     config_sub.add_parser("check", parents=[common], help="validate the configuration")
+
+    catalog = sub.add_parser("catalog", help="catalog commands")
+    catalog_sub = catalog.add_subparsers(dest="catalog_command", required=True)
+    migrate = catalog_sub.add_parser("migrate", parents=[common], help="copy every entry, history included, into "
+                                     "another catalog, then verify (idempotent)")
+    migrate.add_argument("--from", dest="source", required=True, metavar="URL", help="e.g. sqlite:///old.db")
+    migrate.add_argument("--to", dest="target", default=None, metavar="URL",
+                         help="e.g. postgresql://user@host:5432/db (default: the configured [catalog] url)")
     return parser
 
 
@@ -144,6 +152,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             run_demo(Path(args.dir), files=args.files, live=args.live, config=cfg, console=out)
             return 0
+        if args.command == "catalog":
+            from .catalog_migrate import migrate_command
+
+            return migrate_command(cfg, args)
         return _config_check(cfg, args, out)
     except GreenrouteError as exc:
         if getattr(args, "json", False):
