@@ -4,6 +4,11 @@ Every command takes ``--config FILE`` and ``--json``. With no config file it use
 pre-registered profiles and the embedded annual averages, so it works on a fresh install with no
 keys and no network.
 
+With ``--json`` a command prints one JSON document on stdout and nothing else (errors too:
+``{"error": ..., "message": ...}``). Read-only commands (``report``, ``fsck``, ``config check``) never
+create a catalog or any other file; ``reindex`` creates a catalog file only when the backends hold
+greenroute objects to put in it.
+
 Exit codes: 0 success, 1 no answer (for example no source knew any region asked for),
 2 bad input or configuration.
 """
@@ -17,16 +22,16 @@ import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich import box
-from rich.console import Console
-from rich.table import Table
-
-from .config import GreenrouteConfig, load_config
+from ._format import mass_unit, sig
+from .config import KNOWN_SOURCES, GreenrouteConfig, load_config
 from .embedded import ATTRIBUTION
 from .errors import ConfigError, GreenrouteError
 from .model import Backend, CarbonPlacementDecision, Provider, SignalKind
+
+if TYPE_CHECKING:  # rich is imported only by the functions that print text, so --json never loads it
+    from rich.console import Console
 
 __all__ = ["main", "parse_size"]
 
@@ -51,19 +56,32 @@ def parse_size(text: str) -> int:
     return int(float(m.group(1)) * _UNITS[unit])
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", metavar="FILE", help="config file (default: $GREENROUTE_CONFIG, "
                         "then ./greenroute.toml, then the built-in profiles)")
     common.add_argument("--json", action="store_true", help="print JSON for scripts")
 
     parser = argparse.ArgumentParser(prog="greenroute", description="Carbon-aware object storage placement.")
+    parser.add_argument("--version", action="version", version=f"greenroute {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     grid = sub.add_parser("grid", parents=[common], help="grid carbon intensity of regions")
     grid.add_argument("regions", nargs="+", metavar="REGION")
     grid.add_argument("--source", help="ask only this source (watttime, electricitymaps, ukcarbon, "
-                      "embedded, manual)")
+                      "embedded, manual); it need not be in placement.sources")
 
     sub.add_parser("scores", parents=[common], help="configured backends, best first")
 
@@ -87,9 +105,12 @@ def _parser() -> argparse.ArgumentParser:
     reindex.add_argument("--strict", action="store_true", help="exit 2 when a backend could not be listed")
 
     demo = sub.add_parser("demo", parents=[common], help="write a generated dataset through the router")
-    demo.add_argument("--dir", default=".greenroute-demo", help="demo folder, wiped first (default .greenroute-demo)")
-    demo.add_argument("--files", type=int, default=240)
-    demo.add_argument("--live", action="store_true", help="use the configured grid sources")
+    demo.add_argument("--dir", default=".greenroute-demo",
+                      help="demo folder (default .greenroute-demo): new, empty, or made by an earlier demo run, "
+                      "whose own files are replaced; any other folder is refused")
+    demo.add_argument("--files", type=_positive_int, default=240, help="how many files to write (default 240)")
+    demo.add_argument("--live", action="store_true", help="use the configured grid sources (and say why not, "
+                      "when they cannot answer)")
 
     rebalance = sub.add_parser("rebalance", help="move long-lived objects to greener backends when the move pays")
     rebalance_sub = rebalance.add_subparsers(dest="rebalance_command", required=True)
@@ -126,10 +147,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
     args = _parser().parse_args(argv)
-    out = Console(highlight=False)
-    if not out.is_terminal:
-        out = Console(highlight=False, width=120)  # pipes and CI logs: do not squeeze tables to 80
-    err = Console(stderr=True, highlight=False)
+    out = _LazyConsole()
     try:
         cfg = load_config(args.config)
         if args.command == "grid":
@@ -148,10 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _rebalance_plan(cfg, args, out) if args.rebalance_command == "plan" else \
                 _rebalance_apply(cfg, args, out)
         if args.command == "demo":
-            from .demo import run_demo
-
-            run_demo(Path(args.dir), files=args.files, live=args.live, config=cfg, console=out)
-            return 0
+            return _demo(cfg, args, out)
         if args.command == "catalog":
             from .catalog_migrate import migrate_command
 
@@ -161,11 +176,50 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "json", False):
             print(json.dumps({"error": type(exc).__name__, "message": str(exc)}))
         else:
-            err.print(f"[bold red]error:[/] {exc}", markup=True)
+            from rich.console import Console
+
+            Console(stderr=True, highlight=False).print(f"[bold red]error:[/] {exc}", markup=True)
         return 2
 
 
-def _grid(cfg: GreenrouteConfig, args: argparse.Namespace, out: Console) -> int:
+class _LazyConsole:
+    """The stdout console, made (and rich imported) on first use, so ``--json`` runs never load rich."""
+
+    def __init__(self) -> None:
+        self._console: Console | None = None
+
+    @property
+    def console(self) -> Console:
+        if self._console is None:
+            from rich.console import Console
+
+            console = Console(highlight=False)
+            if not console.is_terminal:
+                console = Console(highlight=False, width=120)  # pipes and CI logs: do not squeeze tables to 80
+            self._console = console
+        return self._console
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        self.console.print(*objects, **kwargs)
+
+
+def _demo(cfg: GreenrouteConfig, args: argparse.Namespace, out: _LazyConsole) -> int:
+    from .demo import run_demo
+
+    if args.json:
+        report = run_demo(Path(args.dir), files=args.files, live=args.live, config=cfg, quiet=True)
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        run_demo(Path(args.dir), files=args.files, live=args.live, config=cfg, console=out.console)
+    return 0
+
+
+def _grid(cfg: GreenrouteConfig, args: argparse.Namespace, out: _LazyConsole) -> int:
+    if args.source in KNOWN_SOURCES and args.source not in cfg.placement.sources:
+        # Asked by name, a source needs no place in the placement chain: keyless ones (ukcarbon)
+        # answer with no configuration, the others say which key is missing.
+        placement = dataclasses.replace(cfg.placement, sources=(*cfg.placement.sources, args.source))
+        cfg = dataclasses.replace(cfg, placement=placement)
     service = cfg.build_service()
     try:
         rows = _grid_rows(cfg, service, args.regions, args.source)
@@ -175,6 +229,9 @@ def _grid(cfg: GreenrouteConfig, args: argparse.Namespace, out: Console) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0 if answered else 1
+    from rich import box
+    from rich.table import Table
+
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, title="Grid carbon intensity")
     for col in ("region", "zone", "gCO2e/kWh", "signal", "source", "age", "note"):
         table.add_column(col, no_wrap=True, justify="right" if col in {"gCO2e/kWh", "age"} else "left")
@@ -202,8 +259,7 @@ def _grid_rows(cfg: GreenrouteConfig, service: Any, regions: Sequence[str], sour
     if source_name:
         sources = {s.name: s for s in [*signals.sources, signals.embedded]}
         if source_name not in sources:
-            raise ConfigError(f"unknown or unconfigured source {source_name!r} "
-                              f"(configured: {', '.join(sorted(sources))})", key="--source")
+            raise ConfigError(f"unknown source {source_name!r} (known: {', '.join(KNOWN_SOURCES)})", key="--source")
         source = sources[source_name]
     rows: list[dict[str, Any]] = []
     for region in regions:
@@ -229,7 +285,7 @@ def _grid_rows(cfg: GreenrouteConfig, service: Any, regions: Sequence[str], sour
     return rows
 
 
-def _scores(cfg: GreenrouteConfig, args: argparse.Namespace, out: Console) -> int:
+def _scores(cfg: GreenrouteConfig, args: argparse.Namespace, out: _LazyConsole) -> int:
     service = cfg.build_service()
     scores = service.get_green_scores()
     grid = service.signals.resolve(service.backends)
@@ -241,15 +297,22 @@ def _scores(cfg: GreenrouteConfig, args: argparse.Namespace, out: Console) -> in
             "scores": [{**s.to_dict(), "grid": grid.values[s.backend_id].to_dict()} for s in scores],
         }, indent=2))
         return 0
+    from rich import box
+    from rich.table import Table
+
+    w = service.registry.weights
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False,
-                  title=f"Green scores, best first (signal: {_signal_label(grid.values.values())})")
-    for col in ("backend", "region", "score", "renew.", "carbon", "PUE", "WUE", "g/kWh"):
+                  title=f"Green scores, best first (signal: {_signal_label(grid.values.values())})",
+                  caption=f"pts: each input's points in the score (weights: renewable {w.renewable:g}, carbon "
+                          f"{w.carbon:g}, PUE {w.pue:g}, WUE {w.wue:g}); * stale")
+    for col in ("backend", "region", "score", "renew. %", "renew. pts", "g/kWh", "carbon pts", "PUE",
+                "PUE pts", "WUE pts"):
         table.add_column(col, no_wrap=True, justify="left" if col in {"backend", "region"} else "right")
     for s in scores:
         g = grid.values[s.backend_id]
-        table.add_row(s.backend_id, s.region, f"{s.score:.2f}", f"{s.renewable_component:.2f}",
-                      f"{s.carbon_component:.2f}", f"{s.pue_component:.2f}", f"{s.wue_component:.2f}",
-                      f"{s.carbon_intensity_g_per_kwh:g}" + ("*" if g.is_stale else ""))
+        table.add_row(s.backend_id, s.region, f"{s.score:.2f}", f"{s.renewable_pct:.4g}",
+                      f"{s.renewable_component:.2f}", f"{s.carbon_intensity_g_per_kwh:g}" + ("*" if g.is_stale else ""),
+                      f"{s.carbon_component:.2f}", f"{s.pue:g}", f"{s.pue_component:.2f}", f"{s.wue_component:.2f}")
     out.print(table)
     for reason in grid.fallback_reasons:
         out.print(f"fallback: {reason}")
@@ -257,7 +320,7 @@ def _scores(cfg: GreenrouteConfig, args: argparse.Namespace, out: Console) -> in
     return 0
 
 
-def _place(cfg: GreenrouteConfig, args: argparse.Namespace, out: Console) -> int:
+def _place(cfg: GreenrouteConfig, args: argparse.Namespace, out: _LazyConsole) -> int:
     service = cfg.build_service()
     decision = service.select_greenest_backend(args.candidates, args.size, retention_days=args.retention_days,
                                                objective=args.objective)
@@ -268,35 +331,76 @@ def _place(cfg: GreenrouteConfig, args: argparse.Namespace, out: Console) -> int
     return 0
 
 
-def _print_decision(d: CarbonPlacementDecision, out: Console) -> None:
+def _print_decision(d: CarbonPlacementDecision, out: _LazyConsole) -> None:
+    from rich import box
+    from rich.table import Table
+
     g = d.grid
+    # One unit for the decision and its alternatives, so they compare at a glance.
+    unit, scale = mass_unit([d.write_gco2e, d.at_rest_gco2e_per_month, d.retention_gco2e,
+                             *(a.write_gco2e for a in d.alternatives), *(a.retention_gco2e for a in d.alternatives)])
+
+    def grams(value: float) -> str:
+        return sig(value / scale)
+
     out.print(f"[bold green]{d.backend_id}[/] ({d.backend.region}) -> {d.target_url}")
     out.print(f"  objective {d.objective.value}, score {d.score.score:.2f}, "
               f"{g.carbon_intensity_g_per_kwh:g} gCO2e/kWh ({g.signal.value}, {g.source.value})")
-    out.print(f"  write of {_bytes(d.data_size_bytes)}: {_grams(d.write_gco2e)}; at rest "
-              f"{_grams(d.at_rest_gco2e_per_month)} per month"
-              + (f", {_grams(d.retention_gco2e)} over {d.retention_days:g} days" if d.retention_days else ""))
+    out.print(f"  write of {_bytes(d.data_size_bytes)}: {grams(d.write_gco2e)} {unit}; at rest "
+              f"{grams(d.at_rest_gco2e_per_month)} {unit} per month"
+              + (f", {grams(d.retention_gco2e)} {unit} over {d.retention_days:g} days" if d.retention_days else ""))
     table = Table(box=box.SIMPLE_HEAD, title="Alternatives")
-    for col in ("backend", "score", "write gCO2e", "reason"):
-        table.add_column(col)
+    columns = ["backend", "score", f"write {unit}"]
+    if d.retention_days:
+        columns.append(f"{d.retention_days:g} days at rest {unit}")
+    for col in (*columns, "reason"):
+        table.add_column(col, justify="right" if unit in col or col == "score" else "left")
     for a in d.alternatives:
-        table.add_row(a.backend_id, f"{a.score:.2f}", f"{a.write_gco2e:.4g}", a.reason)
+        rest = [grams(a.retention_gco2e)] if d.retention_days else []
+        table.add_row(a.backend_id, f"{a.score:.2f}", grams(a.write_gco2e), *rest, a.reason)
     for backend_id, why in sorted(d.ineligible.items()):
-        table.add_row(backend_id, "-", "-", f"ineligible: {why}")
+        table.add_row(backend_id, "-", "-", *(["-"] if d.retention_days else []), f"ineligible: {why}")
     out.print(table)
     for reason in d.fallback_reasons:
         out.print(f"fallback: {reason}")
     _attribution(out, [v.to_dict() for v in d.grid_data.values()])
 
 
-def _report(cfg: GreenrouteConfig, args: argparse.Namespace, out: Console) -> int:
+def _catalog_file(url: str) -> Path | None:
+    """The file of a ``sqlite:///`` catalog URL (parsed as the SQLite adapter parses it), else ``None``."""
+    if not url.startswith("sqlite://"):
+        return None
+    location = url.removeprefix("sqlite://")
+    if location in ("", "/:memory:"):
+        return None
+    return Path(location.removeprefix("/"))
+
+
+def _no_catalog(cfg: GreenrouteConfig) -> str | None:
+    """Why there is no catalog to read yet (without creating one), or ``None`` when there is one."""
+    url = cfg.catalog_url
+    if url.startswith("sqlite://") and _catalog_file(url) is None:
+        if cfg.path is None:
+            return ("no catalog yet: with no config file the catalog is in memory and ends with each process; "
+                    "set catalog.url to keep one")
+        return "no catalog yet: the catalog is in memory and ends with each process"
+    path = _catalog_file(url)
+    if path is not None and not path.exists():
+        return f"no catalog yet at {path}"
+    return None
+
+
+def _report(cfg: GreenrouteConfig, args: argparse.Namespace, out: _LazyConsole) -> int:
     from .router import catalog_from_url
 
-    catalog = catalog_from_url(cfg.catalog_url)
-    try:
-        entries = catalog.list(args.prefix)
-    finally:
-        catalog.close()
+    missing = _no_catalog(cfg)
+    entries = []
+    if missing is None:
+        catalog = catalog_from_url(cfg.catalog_url)
+        try:
+            entries = catalog.list(args.prefix)
+        finally:
+            catalog.close()
     groups: dict[str, dict[str, float]] = {}
     for e in entries:
         key = e.backend_id if args.by == "backend" else e.path.split("/", 1)[0]
@@ -307,23 +411,40 @@ def _report(cfg: GreenrouteConfig, args: argparse.Namespace, out: Console) -> in
         g["gco2e_month"] += e.gco2e_month
     totals = {k: sum(g[k] for g in groups.values()) for k in ("objects", "bytes", "write_gco2e", "gco2e_month")}
     if args.json:
-        print(json.dumps({"by": args.by, "prefix": args.prefix, "groups": groups, "totals": totals}, indent=2))
+        print(json.dumps({"by": args.by, "prefix": args.prefix, "catalog": cfg.catalog_url,
+                          "catalog_exists": missing is None, **({"message": missing} if missing else {}),
+                          "groups": groups, "totals": totals}, indent=2))
         return 0
+    if missing is not None:
+        out.print(missing)
+        return 0
+    from rich import box
+    from rich.table import Table
+
+    unit, scale = mass_unit([totals["write_gco2e"], totals["gco2e_month"]])
     table = Table(box=box.SIMPLE_HEAD, title=f"Carbon by {args.by}" + (f" under {args.prefix}" if args.prefix else ""))
-    for col in (args.by, "objects", "MB", "gCO2e written", "gCO2e/month"):
+    for col in (args.by, "objects", "MB", f"written {unit}", f"{unit}/month"):
         table.add_column(col, justify="left" if col == args.by else "right")
     for key, g in sorted(groups.items(), key=lambda kv: -kv[1]["gco2e_month"]):
-        table.add_row(key, f"{g['objects']:.0f}", f"{g['bytes'] / 1e6:.2f}", f"{g['write_gco2e']:.4g}",
-                      f"{g['gco2e_month']:.4g}")
+        table.add_row(key, f"{g['objects']:.0f}", f"{g['bytes'] / 1e6:.2f}", sig(g["write_gco2e"] / scale),
+                      sig(g["gco2e_month"] / scale))
     table.add_row("total", f"{totals['objects']:.0f}", f"{totals['bytes'] / 1e6:.2f}",
-                  f"{totals['write_gco2e']:.4g}", f"{totals['gco2e_month']:.4g}", style="bold")
+                  sig(totals["write_gco2e"] / scale), sig(totals["gco2e_month"] / scale), style="bold")
     out.print(table)
     return 0
 
 
-def _fsck(cfg: GreenrouteConfig, args: argparse.Namespace, out: Console) -> int:
-    from .router import GreenRouter
+def _fsck(cfg: GreenrouteConfig, args: argparse.Namespace, out: _LazyConsole) -> int:
+    from .router import FsckReport, GreenRouter
 
+    missing = _no_catalog(cfg) if _catalog_file(cfg.catalog_url) is not None else None
+    if missing is not None:  # nothing to reconcile, and fsck must not create the file
+        if args.json:
+            print(json.dumps({**dataclasses.asdict(FsckReport()), "catalog": cfg.catalog_url,
+                              "catalog_exists": False, "message": missing}, indent=2))
+        else:
+            out.print(f"{missing}: nothing to check ('greenroute reindex' builds one from the backends' own metadata)")
+        return 0
     with GreenRouter.from_config(cfg) as router:
         report = router.fsck(older_than_seconds=args.older_than)
     if args.json:
@@ -340,15 +461,28 @@ def _fsck(cfg: GreenrouteConfig, args: argparse.Namespace, out: Console) -> int:
     return 2 if args.strict and report.unreachable else 0
 
 
-def _reindex(cfg: GreenrouteConfig, args: argparse.Namespace, out: Console) -> int:
-    from .router import GreenRouter
+def _reindex(cfg: GreenrouteConfig, args: argparse.Namespace, out: _LazyConsole) -> int:
+    from .router import GreenRouter, catalog_from_url
 
-    with GreenRouter.from_config(cfg) as router:
-        report = router.reindex()
+    missing = _no_catalog(cfg) if _catalog_file(cfg.catalog_url) is not None else None
+    if missing is not None:
+        # Rebuild into memory first: the catalog file is created only if the backends hold
+        # greenroute objects to put in it, never as a side effect of finding none.
+        with GreenRouter(cfg.build_service(), catalog_from_url("sqlite://")) as dry:
+            report = dry.reindex()
+        if report.entries:
+            missing = None
+    if missing is None:
+        with GreenRouter.from_config(cfg) as router:
+            report = router.reindex()
     if args.json:
-        print(json.dumps(dataclasses.asdict(report), indent=2))
+        print(json.dumps({**dataclasses.asdict(report), "catalog": cfg.catalog_url,
+                          "catalog_exists": missing is None, **({"message": missing} if missing else {})}, indent=2))
     else:
-        out.print(f"rebuilt {report.entries} catalog entries from the backends' own metadata")
+        if missing is not None:
+            out.print(f"{missing}; the backends hold no greenroute objects, so none was created")
+        else:
+            out.print(f"rebuilt {report.entries} catalog entries from the backends' own metadata")
         if report.duplicates:
             out.print(f"  {len(report.duplicates)} paths were on two backends; kept the newest copy of each")
         if report.foreign:
@@ -359,12 +493,12 @@ def _reindex(cfg: GreenrouteConfig, args: argparse.Namespace, out: Console) -> i
     return 2 if args.strict and report.unreachable else 0
 
 
-def _print_unreachable(unreachable: dict[str, str], out: Console) -> None:
+def _print_unreachable(unreachable: dict[str, str], out: _LazyConsole) -> None:
     for backend_id, why in unreachable.items():
         out.print(f"  [yellow]skipped {backend_id}[/yellow]: could not be reached ({why}); its entries are kept")
 
 
-def _rebalance_plan(cfg: GreenrouteConfig, args: argparse.Namespace, out: Console) -> int:
+def _rebalance_plan(cfg: GreenrouteConfig, args: argparse.Namespace, out: _LazyConsole) -> int:
     from .router import GreenRouter
 
     with GreenRouter.from_config(cfg) as router:
@@ -374,6 +508,9 @@ def _rebalance_plan(cfg: GreenrouteConfig, args: argparse.Namespace, out: Consol
     if args.json:
         print(json.dumps({**plan.to_dict(), "output": str(written)}, indent=2))
         return 0
+    from rich import box
+    from rich.table import Table
+
     table = Table(box=box.SIMPLE_HEAD, title=f"Rebalance plan ({plan.signal.value} signal)")
     for col in ("path", "from", "to", "MB", "saves gCO2e", "move gCO2e", "net gCO2e", "payback days"):
         table.add_column(col, justify="left" if col in {"path", "from", "to"} else "right")
@@ -395,14 +532,14 @@ def _rebalance_plan(cfg: GreenrouteConfig, args: argparse.Namespace, out: Consol
     return 0
 
 
-def _rebalance_apply(cfg: GreenrouteConfig, args: argparse.Namespace, out: Console) -> int:
+def _rebalance_apply(cfg: GreenrouteConfig, args: argparse.Namespace, out: _LazyConsole) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from .rebalance import MoveOutcome, RebalancePlan, Window
     from .router import GreenRouter
 
     plan = RebalancePlan.load(args.plan)
-    show = out.is_terminal and not args.json  # a bar on a terminal; quiet when piped
+    show = not args.json and out.console.is_terminal  # a bar on a terminal; quiet when piped
 
     def waiting(window: Window) -> None:
         if not args.json:
@@ -411,7 +548,7 @@ def _rebalance_apply(cfg: GreenrouteConfig, args: argparse.Namespace, out: Conso
 
     with GreenRouter.from_config(cfg) as router, \
             Progress(TextColumn("rebalancing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                     console=out, disable=not show, transient=True) as bar:
+                     console=out.console, disable=not show, transient=True) as bar:
         task = bar.add_task("moves", total=len(plan.moves))
 
         def advanced(_outcome: MoveOutcome) -> None:
@@ -436,28 +573,39 @@ def _rebalance_apply(cfg: GreenrouteConfig, args: argparse.Namespace, out: Conso
     return code
 
 
-def _config_check(cfg: GreenrouteConfig, args: argparse.Namespace, out: Console) -> int:
+def _config_check(cfg: GreenrouteConfig, args: argparse.Namespace, out: _LazyConsole) -> int:
     sources = cfg.build_sources()
+    try:
+        listed = [{"name": s.name, "signal": s.signal.value, "available": s.is_available()} for s in sources]
+    finally:
+        for source in sources:
+            close = getattr(source, "close", None)
+            if callable(close):
+                close()
+    # The embedded annual averages are always there, as the last resort of every decision.
+    listed.append({"name": "embedded", "signal": SignalKind.AVERAGE.value, "available": True})
+    missing = _no_catalog(cfg)
     report: dict[str, Any] = {
         "path": cfg.path,
         "backends": [b.to_dict() for b in cfg.backends],
-        "sources": [{"name": s.name, "signal": s.signal.value, "available": s.is_available()} for s in sources],
+        "sources": listed,
         "signal": cfg.placement.signal.value,
         "objective": cfg.placement.objective.value,
         "catalog_url": cfg.catalog_url,
+        "catalog_exists": None if _catalog_file(cfg.catalog_url) is None and missing is None else missing is None,
     }
     if args.json:
         print(json.dumps({"ok": True, **report}, indent=2))
         return 0
     out.print(f"[green]ok[/]: {cfg.path or 'no config file; using the pre-registered profiles'}")
     out.print(f"  {len(cfg.backends)} backends: {', '.join(b.id for b in cfg.backends)}")
-    for s in report["sources"]:
+    for s in listed:
         out.print(f"  source {s['name']} ({s['signal']}): {'available' if s['available'] else 'unavailable'}")
-    out.print("  source embedded (average): available")
+    out.print(f"  catalog {cfg.catalog_url}" + (f" ({missing})" if missing else ""))
     return 0
 
 
-def _attribution(out: Console, values: Sequence[dict[str, Any]]) -> None:
+def _attribution(out: _LazyConsole, values: Sequence[dict[str, Any]]) -> None:
     if any(v.get("source") == "embedded" for v in values):
         out.print(f"[dim]{ATTRIBUTION}[/]")
 
@@ -474,10 +622,6 @@ def _age(seconds: float | None) -> str:
         if seconds >= size:
             return f"{seconds / size:.0f} {unit}"
     return f"{seconds:.0f} s"
-
-
-def _grams(g: float) -> str:
-    return f"{g:.4g} gCO2e" if g >= 0.001 else f"{g * 1000:.4g} mgCO2e"
 
 
 def _bytes(n: int) -> str:

@@ -49,6 +49,11 @@ __all__ = [
 
 ENV_CONFIG = "GREENROUTE_CONFIG"
 DEFAULT_FILE = "greenroute.toml"
+#: The catalog of a config with ``[[backends]]`` and no ``[catalog] url``.
+DEFAULT_CATALOG = "sqlite:///.greenroute/catalog.db"
+#: The catalog with no config, or no ``[[backends]]``: in memory, like the built-in backends, so that
+#: nothing outlives the objects it describes.
+MEMORY_CATALOG = "sqlite://"
 GRID_SOURCE_ENTRY_POINTS = "greenroute.grid_sources"
 CACHE_ENTRY_POINTS = "greenroute.caches"
 
@@ -160,6 +165,14 @@ class GreenrouteConfig:
     #: ``[rebalance] default_horizon_days``: how long an object without a declared retention is
     #: expected to stay, for the rebalance break-even test. Defaults to 365 days.
     rebalance_default_horizon_days: float = 365.0
+    #: ``[report] baseline``: the backend every write's carbon is compared with, at decision time.
+    #: Defaults to the first configured backend (see :attr:`baseline`).
+    report_baseline: str | None = None
+
+    @property
+    def baseline(self) -> str | None:
+        """The baseline backend's id: ``[report] baseline``, else the first configured backend."""
+        return self.report_baseline or (self.backends[0].id if self.backends else None)
 
     def build_sources(self) -> list[GridSource]:
         """The configured grid sources in ``placement.sources`` order (embedded excluded).
@@ -326,14 +339,17 @@ def load_config(path: str | os.PathLike[str] | None = None) -> GreenrouteConfig:
 def parse_config(raw: Mapping[str, Any], *, path: str | None = None) -> GreenrouteConfig:
     """Validate an already-parsed TOML document."""
     r = _Reader(path)
-    r.keys(raw, "", {"placement", "sources", "carbon", "catalog", "router", "backends", "cache", "rebalance"})
+    r.keys(raw, "", {"placement", "sources", "carbon", "catalog", "router", "backends", "cache", "rebalance",
+                    "report"})
     placement = _placement(r, r.table(raw, "placement"))
     sources = _sources(r, r.table(raw, "sources"), placement)
     carbon = _carbon(r, r.table(raw, "carbon"))
     cache = _cache(r, r.table(raw, "cache"), placement)
     catalog = r.table(raw, "catalog")
     _catalog_keys(r, catalog)
-    catalog_url = r.get(catalog, "catalog.url", str, "sqlite:///.greenroute/catalog.db")
+    # With the built-in in-memory backends, a catalog file would outlive the objects it names.
+    default_catalog = MEMORY_CATALOG if raw.get("backends") is None else DEFAULT_CATALOG
+    catalog_url = r.get(catalog, "catalog.url", str, default_catalog)
     catalog_url = _catalog_url(r, catalog, catalog_url)
     router = r.table(raw, "router")
     r.keys(router, "router", {"on_overwrite", "failover_cooldown_seconds"})
@@ -357,13 +373,20 @@ def parse_config(raw: Mapping[str, Any], *, path: str | None = None) -> Greenrou
             seen[b.id] = i
         if not backends:
             raise ConfigError("expected at least one backend", path=path, key="backends")
+    report = r.table(raw, "report")
+    r.keys(report, "report", {"baseline"})
+    baseline = r.get(report, "report.baseline", str, backends[0].id)
+    ids = [b.id for b in backends]
+    if baseline not in ids:
+        raise r.error("report.baseline", "expected a configured backend id" + _did_you_mean(baseline, ids), baseline)
     return GreenrouteConfig(path, placement, MappingProxyType(sources), carbon, catalog_url, backends,
-                            on_overwrite, cooldown, cache, rebalance_default_horizon_days=horizon)
+                            on_overwrite, cooldown, cache, rebalance_default_horizon_days=horizon,
+                            report_baseline=baseline)
 
 
 def _defaults() -> GreenrouteConfig:
     return GreenrouteConfig(None, PlacementSettings(), MappingProxyType({}), CarbonModel(),
-                            "sqlite:///.greenroute/catalog.db", tuple(default_backends()))
+                            MEMORY_CATALOG, tuple(default_backends()))
 
 
 # -- sections -------------------------------------------------------------------------------
@@ -582,7 +605,8 @@ def _carbon(r: _Reader, t: Mapping[str, Any]) -> CarbonModel:
 
 
 _BACKEND_KEYS = {"id", "provider", "region", "root", "renewable_pct", "pue", "wue", "grid_zone",
-                 "watttime_region", "country_code", "storage_options", "read_only", "no_create", "profile"}
+                 "watttime_region", "country_code", "storage_options", "read_only", "no_create", "profile",
+                 "market_factor_g_per_kwh"}
 
 
 def _backend(r: _Reader, t: Mapping[str, Any], at: str) -> Backend:
@@ -640,6 +664,7 @@ def _backend(r: _Reader, t: Mapping[str, Any], at: str) -> Backend:
         storage_options=MappingProxyType(dict(options)),
         read_only=r.get(t, f"{at}.read_only", bool, False),
         no_create=r.get(t, f"{at}.no_create", bool, False),
+        market_factor_g_per_kwh=r.optional_number(t, f"{at}.market_factor_g_per_kwh", None, minimum=0.0),
     )
 
 
