@@ -157,6 +157,7 @@ def test_cli_plan_then_apply(config: Path, tmp_path: Path, capsys: pytest.Captur
     assert main(["rebalance", "apply", str(plan_file), "--config", str(config)]) == 0
     out = capsys.readouterr().out
     assert "moved 1, skipped 0, failed 0" in out
+    assert "rebalancing" not in out  # no progress bar when the output is not a terminal
     with GreenRouter.from_config(config) as router:
         assert router.lookup("lake/a.bin").backend_id == "s3-mid"  # type: ignore[union-attr]
 

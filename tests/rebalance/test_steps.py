@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -172,6 +174,35 @@ def test_retention_and_the_default_horizon(router: GreenRouter) -> None:
     assert {k.path: k.code for k in plan.kept} == {"ns/short.bin": "retention_ended"}
     short = router.rebalance_plan(horizon_days=move.payback_days / 2)  # too short to pay the move back
     assert short.moves == () and {k.code for k in short.kept} == {"costs_more", "retention_ended"}
+
+
+def test_age_counts_from_the_first_commit_across_moves(tmp_path: Path) -> None:
+    manual = ManualGridSource({"us-east-1": 450.0, "eu-north-1": 20.0})
+    backends = [Backend(id="dirty", provider=Provider.FILE, region="us-east-1", root=(tmp_path / "dirty").as_uri(),
+                        pue=1.2),
+                Backend(id="clean", provider=Provider.FILE, region="eu-north-1", root=(tmp_path / "clean").as_uri(),
+                        pue=1.1)]
+    with GreenRouter(GreenPlacementService(backends, signals=GridSignals([manual])),
+                     SqliteCatalog(tmp_path / "cat.db")) as router:
+        router.write("ns/old.bin", DATA, candidates=["dirty"], retention_days=365)
+        entry = router.lookup("ns/old.bin")
+        assert entry is not None
+        born = entry.created_at - timedelta(days=100)
+        router.catalog.put(replace(entry, created_at=born))  # as if written 100 days ago
+        first = router.rebalance_plan()
+        assert first.moves[0].remaining_days == pytest.approx(265, abs=0.01)
+        assert len(router.rebalance_apply(first).moved) == 1
+        moved = router.lookup("ns/old.bin")
+        assert moved is not None and json.loads(moved.moves[0])["since"] == born.isoformat()
+        manual.set("eu-north-1", 900.0)  # the grids change: now the move back pays
+        manual.set("us-east-1", 10.0)
+        back = router.rebalance_plan()
+        assert [m.to_backend for m in back.moves] == ["dirty"]
+        assert back.moves[0].remaining_days == pytest.approx(265, abs=0.01)  # not 365 from the move's commit
+        assert len(router.rebalance_apply(back).moved) == 1
+        history = [json.loads(m) for m in router.lookup("ns/old.bin").moves]  # type: ignore[union-attr]
+        assert [(h["from"], h["to"]) for h in history] == [("dirty", "clean"), ("clean", "dirty")]
+        assert router.read("ns/old.bin") == DATA
 
 
 def test_a_dead_backend_is_skipped_and_reported(tmp_path: Path,
