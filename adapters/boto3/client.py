@@ -262,7 +262,6 @@ class GreenS3Client:
         self._shape.check("AbortMultipartUpload", params)
         return self._uploads.abort(params)
 
-
     def upload_file(self, Filename: Any, Bucket: str, Key: str, ExtraArgs: Mapping[str, Any] | None = None,
                     Callback: Callable[[int], object] | None = None, Config: Any = None) -> None:
         """boto3's managed upload of a file, with its ``put_object`` or multipart calls routed."""

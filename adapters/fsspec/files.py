@@ -222,11 +222,7 @@ class GreenRouteReadFile(io.BufferedIOBase):
     def read1(self, size: int = -1) -> bytes:
         return self._inner.read(size)
 
-    def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")
-        data = self._inner.read(view.nbytes)
-        view[:len(data)] = data
-        return len(data)
+    # readinto and readinto1: io.BufferedIOBase's own, which copy what read and read1 return
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
         return self._inner.seek(offset, whence)
