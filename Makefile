@@ -68,4 +68,6 @@ lock:
 	rm -rf .venv-lock
 
 clean:
-	rm -rf $(VENV) $(TOOLS) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache .greenroute-demo
+	rm -rf $(VENV) $(TOOLS) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache
+	@# the demo folder only if the demo made it (it carries the demo's marker file)
+	@if [ -f .greenroute-demo/.greenroute-demo ] && [ ! -L .greenroute-demo ]; then rm -rf .greenroute-demo; fi
