@@ -27,6 +27,7 @@ NUMERIC = {
     "catalog_scaling": ("entries", "lookup_p50_us", "lookup_p99_us", "begin_p50_us", "commit_p50_us"),
     "streaming": ("seconds", "mib_per_s", "baseline_rss_mb", "peak_rss_mb"),
     "shared_cache": ("processes",),
+    "import_time": ("n", "p50_ms", "min_ms", "over_python_ms"),
 }
 
 
