@@ -550,13 +550,13 @@ class PostgresCatalog:
                            "WHERE path = %s AND state = 'committed'", (path,))
         return Placement(rows[0][0], rows[0][1], rows[0][2]) if rows else None
 
-    def commit(self, entry: CatalogEntry, *, expected: str | None,
-               reason: str = "overwritten") -> tuple[CatalogEntry, CatalogEntry | None]:
+    def commit(self, entry: CatalogEntry, *, expected: str | None, reason: str = "overwritten",
+               at: datetime | None = None) -> tuple[CatalogEntry, CatalogEntry | None]:
         """Make ``entry`` the live entry of its path if the live entry is still ``expected`` (one round trip);
-        the replaced entry is closed with ``reason``."""
+        the replaced entry is closed with ``reason`` at ``at`` (default now)."""
         committed = replace(entry, state=EntryState.COMMITTED, closed_at=None, closed_reason=None)
         sql = f"SELECT outcome, (entry).* FROM {self.schema}.gr_commit({self._row}, %s, %s, %s)"
-        params = [*self._params(committed, EntryState.COMMITTED), expected, utcnow(), reason]
+        params = [*self._params(committed, EntryState.COMMITTED), expected, at or utcnow(), reason]
         deadline = time.monotonic() + self.settings.retry_seconds
 
         def run(conn: psycopg.Connection[tuple[Any, ...]]) -> tuple[str, CatalogEntry | None]:
@@ -667,10 +667,12 @@ class PostgresCatalog:
             params.append(max(0, int(limit)))
         return [entry_from_row(r) for r in self._query("listing", sql, params)]
 
-    def remove(self, path: str, *, expected: str | None = None, reason: str = "deleted") -> CatalogEntry | None:
-        """Close the live entry of ``path`` (if it is still ``expected``, when given); one round trip."""
+    def remove(self, path: str, *, expected: str | None = None, reason: str = "deleted",
+               at: datetime | None = None) -> CatalogEntry | None:
+        """Close the live entry of ``path`` (if it is still ``expected``, when given) at ``at`` (default now);
+        one round trip."""
         sql = f"SELECT outcome, (entry).* FROM {self.schema}.gr_remove(%s, %s, %s, %s)"
-        params = (path, expected, reason, utcnow())
+        params = (path, expected, reason, at or utcnow())
 
         def run(conn: psycopg.Connection[tuple[Any, ...]]) -> tuple[str, CatalogEntry | None]:
             row = conn.execute(sql, params).fetchone()

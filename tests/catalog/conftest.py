@@ -23,7 +23,7 @@ _ROOT = str(Path(__file__).resolve().parents[2])
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
-from tests.servers.postgres import pg_url, postgres_run  # noqa: E402, F401
+from tests.servers.postgres import pg_url, postgres_run, postgres_server_factory  # noqa: E402, F401
 
 CatalogFactory = Callable[[], Catalog]
 

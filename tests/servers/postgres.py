@@ -159,8 +159,13 @@ def postgres_bindir() -> Path | None:
     return max(found, key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0)
 
 
-def start_postgres_server(port: int | None = None) -> PostgresServer:
-    """Start a throwaway cluster (``initdb`` + ``pg_ctl``) on a free loopback port, in a fresh temporary folder."""
+def start_postgres_server(port: int | None = None, *, password: str | None = None) -> PostgresServer:
+    """Start a throwaway cluster (``initdb`` + ``pg_ctl``) on a free loopback port, in a fresh temporary folder.
+
+    Args:
+        port: The port (a free one if ``None``).
+        password: With one, TCP connections need it (``scram-sha-256``) for user ``postgres``; without, trust.
+    """
     bindir = postgres_bindir()
     if bindir is None:
         raise ServerUnavailable("no PostgreSQL binaries in /usr/lib/postgresql/*/bin: apt-get install postgresql, "
@@ -177,9 +182,18 @@ def start_postgres_server(port: int | None = None) -> PostgresServer:
     if run_as is not None:
         shutil.chown(folder, run_as, run_as)
     server = PostgresServer(port or free_port(), folder, bindir, run_as)
-    done = subprocess.run([str(bindir / "initdb"), "-D", str(server.data), "-U", "postgres", "--auth=trust",
+    auth = ["--auth=trust"]
+    if password is not None:
+        pwfile = folder / "pwfile"
+        pwfile.write_text(password + "\n")
+        if run_as is not None:
+            shutil.chown(pwfile, run_as, run_as)
+        auth = ["--auth-local=trust", "--auth-host=scram-sha-256", f"--pwfile={pwfile}"]
+    done = subprocess.run([str(bindir / "initdb"), "-D", str(server.data), "-U", "postgres", *auth,
                            "--no-sync", "-E", "UTF8", "--locale=C"], capture_output=True, text=True, timeout=120,
                           cwd=folder, user=run_as, check=False)
+    if password is not None:
+        (folder / "pwfile").unlink()
     if done.returncode != 0:
         server.destroy()
         raise ServerUnavailable(f"initdb failed ({done.returncode}): {(done.stderr or done.stdout).strip()[-500:]}")
@@ -305,7 +319,8 @@ class RoundTripCounter:
     """A loopback TCP relay in front of a PostgreSQL server that counts the client's round trips.
 
     A round trip is a burst of bytes from the client that follows the server's last answer (or the
-    start): what a client must wait for before it may go on. Point a connection at :attr:`port`.
+    start): what a client must wait for before it may go on. Point a connection at :attr:`port`;
+    :meth:`close` ends the relay and every connection through it.
     """
 
     def __init__(self, upstream_host: str, upstream_port: int) -> None:
@@ -316,9 +331,11 @@ class RoundTripCounter:
         self.port = int(self._listener.getsockname()[1])
         self._lock = threading.Lock()
         self._last: dict[int, str] = {}
+        self._sockets: list[socket.socket] = []
+        self._threads: list[threading.Thread] = []
         self.round_trips = 0
-        self._stopped = False
-        threading.Thread(target=self._accept, daemon=True).start()
+        self._accepting = threading.Thread(target=self._accept, daemon=True)
+        self._accepting.start()
 
     def reset(self) -> None:
         """Start counting from zero."""
@@ -326,17 +343,25 @@ class RoundTripCounter:
             self.round_trips = 0
 
     def _accept(self) -> None:
-        while not self._stopped:
+        while True:
             try:
                 client, _ = self._listener.accept()
             except OSError:
                 return
-            server = socket.create_connection(self.upstream)
+            try:
+                server = socket.create_connection(self.upstream)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._sockets += [client, server]
             for sock in (client, server):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             key = id(client)
-            threading.Thread(target=self._pump, args=(client, server, key, "c"), daemon=True).start()
-            threading.Thread(target=self._pump, args=(server, client, key, "s"), daemon=True).start()
+            for args in ((client, server, key, "c"), (server, client, key, "s")):
+                thread = threading.Thread(target=self._pump, args=args, daemon=True)
+                self._threads.append(thread)
+                thread.start()
 
     def _pump(self, src: socket.socket, dst: socket.socket, key: int, side: str) -> None:
         try:
@@ -352,14 +377,22 @@ class RoundTripCounter:
         except OSError:
             pass
         finally:
-            for sock in (src, dst):
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):
+                dst.shutdown(socket.SHUT_WR)
 
     def close(self) -> None:
-        """Stop accepting (open relays end with their connections)."""
-        self._stopped = True
+        """Stop accepting, end every relayed connection, and close every socket."""
         self._listener.close()
+        self._accepting.join(timeout=5)
+        with self._lock:
+            sockets = list(self._sockets)
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        for thread in self._threads:
+            thread.join(timeout=5)
+        for sock in sockets:
+            sock.close()
 
 
 # -- pytest fixtures ---------------------------------------------------------------------------------
@@ -399,13 +432,13 @@ def pg_url(postgres_run: TestPostgres) -> Iterator[str]:
 
 
 @pytest.fixture
-def postgres_server_factory() -> Iterator[Callable[[], PostgresServer]]:
+def postgres_server_factory() -> Iterator[Callable[..., PostgresServer]]:
     """Start throwaway servers that a test may stop or restart; all are removed at the end of the test."""
     started: list[PostgresServer] = []
 
-    def start() -> PostgresServer:
+    def start(password: str | None = None) -> PostgresServer:
         try:
-            server = start_postgres_server()
+            server = start_postgres_server(password=password)
         except ServerUnavailable as exc:
             _unavailable(exc)
             raise
