@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import copy as python_copy
 import functools
-from collections.abc import Sequence
+import inspect
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import boto3.session  # type: ignore[import-untyped]
@@ -28,7 +29,7 @@ from greenroute.router import GreenRouter
 
 from ..storage._fsspec_target import split_root
 
-__all__ = ["OBJECT_WAITERS", "UNSIGNABLE", "ClientMeta", "RealClients", "classic", "s3_model"]
+__all__ = ["OBJECT_WAITERS", "UNSIGNABLE", "ClientMeta", "RealClients", "classic", "managed_transfer", "s3_model"]
 
 #: Methods whose presigned URL would bypass placement and the catalog.
 UNSIGNABLE = frozenset({
@@ -52,6 +53,24 @@ def classic(config: Any) -> Any:
     chosen = python_copy.copy(config) if config is not None else TransferConfig()
     chosen.preferred_transfer_client = "classic"
     return chosen
+
+
+def managed_transfer(transfer: Callable[..., None]) -> Callable[..., None]:
+    """boto3's managed transfer function ``transfer`` as a method of the drop-in, as boto3 injects it.
+
+    boto3's own function runs against the drop-in, so its ``put_object``, multipart and
+    ``get_object`` calls are routed and its ``TransferConfig``, ``Callback`` and errors are boto3's;
+    only ``Config`` is replaced by a copy that keeps the classic transfer manager (:func:`classic`).
+    """
+    signature = inspect.signature(transfer)
+
+    @functools.wraps(transfer)
+    def method(*args: Any, **kwargs: Any) -> None:
+        bound = signature.bind(*args, **kwargs)
+        bound.arguments["Config"] = classic(bound.arguments.get("Config"))
+        transfer(*bound.args, **bound.kwargs)
+
+    return method
 
 
 class ClientMeta:

@@ -66,7 +66,7 @@ from greenroute.model import CatalogEntry, utcnow
 from greenroute.router import GreenRouter
 
 from ._multipart import Uploads, spooler
-from ._passthrough import OBJECT_WAITERS, UNSIGNABLE, ClientMeta, RealClients, classic, s3_model
+from ._passthrough import OBJECT_WAITERS, UNSIGNABLE, ClientMeta, RealClients, managed_transfer, s3_model
 from ._reads import Reads
 from ._shaping import (
     MIB,
@@ -262,18 +262,9 @@ class GreenS3Client:
         self._shape.check("AbortMultipartUpload", params)
         return self._uploads.abort(params)
 
-    def upload_file(self, Filename: Any, Bucket: str, Key: str, ExtraArgs: Mapping[str, Any] | None = None,
-                    Callback: Callable[[int], object] | None = None, Config: Any = None) -> None:
-        """boto3's managed upload of a file, with its ``put_object`` or multipart calls routed."""
-        boto3.s3.inject.upload_file(self, Filename, Bucket, Key, ExtraArgs=ExtraArgs, Callback=Callback,
-                                    Config=classic(Config))
-
-    def upload_fileobj(self, Fileobj: Any, Bucket: str, Key: str,
-                       ExtraArgs: Mapping[str, Any] | None = None,
-                       Callback: Callable[[int], object] | None = None, Config: Any = None) -> None:
-        """boto3's managed upload of a file object, with its ``put_object`` or multipart calls routed."""
-        boto3.s3.inject.upload_fileobj(self, Fileobj, Bucket, Key, ExtraArgs=ExtraArgs, Callback=Callback,
-                                       Config=classic(Config))
+    #: boto3's managed uploads, with their ``put_object`` or multipart calls routed.
+    upload_file = managed_transfer(boto3.s3.inject.upload_file)
+    upload_fileobj = managed_transfer(boto3.s3.inject.upload_fileobj)
 
     # -- copies ---------------------------------------------------------------------------------
 
@@ -362,19 +353,9 @@ class GreenS3Client:
         """A logical object's size, etag, modification time and metadata (a missing key is ``404``)."""
         return self._reads.read("HeadObject", params)
 
-    def download_file(self, Bucket: str, Key: str, Filename: Any,
-                      ExtraArgs: Mapping[str, Any] | None = None,
-                      Callback: Callable[[int], object] | None = None, Config: Any = None) -> None:
-        """boto3's managed download to a file, with its ``head_object`` and ranged ``get_object`` routed."""
-        boto3.s3.inject.download_file(self, Bucket, Key, Filename, ExtraArgs=ExtraArgs, Callback=Callback,
-                                      Config=classic(Config))
-
-    def download_fileobj(self, Bucket: str, Key: str, Fileobj: Any,
-                         ExtraArgs: Mapping[str, Any] | None = None,
-                         Callback: Callable[[int], object] | None = None, Config: Any = None) -> None:
-        """boto3's managed download to a file object, with its ``head_object`` and ``get_object`` routed."""
-        boto3.s3.inject.download_fileobj(self, Bucket, Key, Fileobj, ExtraArgs=ExtraArgs, Callback=Callback,
-                                         Config=classic(Config))
+    #: boto3's managed downloads, with their ``head_object`` and ranged ``get_object`` calls routed.
+    download_file = managed_transfer(boto3.s3.inject.download_file)
+    download_fileobj = managed_transfer(boto3.s3.inject.download_fileobj)
 
     # -- deletes --------------------------------------------------------------------------------
 
