@@ -3,6 +3,7 @@
 * :class:`GreenRouteWriteFile`: the router's placed-at-open, committed-at-close write, as an fsspec
   file (``tell``, ``commit``/``discard`` for transactions), abandoned on an exception or when dropped.
 * :class:`GreenRouteReadFile`: a committed object read through its backend's own file object.
+* :class:`GreenRouteAsyncReadFile`: the same for ``await fs.open_async(path)``, read with the router's coroutines.
 * Text and compression layers whose failure abandons the write, and an upload reader that reports
   progress to an fsspec callback.
 * :func:`oserrors`: greenroute's errors as builtin ``OSError`` subclasses, keeping ``__cause__``.
@@ -17,6 +18,8 @@ from collections.abc import Iterator
 from types import TracebackType
 from typing import Any, BinaryIO, Protocol
 
+from fsspec.asyn import AbstractAsyncStreamedFile  # type: ignore[import-untyped]
+
 from greenroute.errors import GreenrouteError, InvalidPathError, NoEligibleBackendError
 from greenroute.model import CarbonPlacementDecision, CatalogEntry
 from greenroute.router import WriteResult
@@ -24,6 +27,7 @@ from greenroute.streams import AbandonableWriter
 
 __all__ = [
     "CodecFile",
+    "GreenRouteAsyncReadFile",
     "GreenRouteReadFile",
     "GreenRouteWriteFile",
     "InvalidFsPathError",
@@ -236,6 +240,33 @@ class GreenRouteReadFile(io.BufferedIOBase):
                 self._inner.close()
             finally:
                 super().close()
+
+
+class GreenRouteAsyncReadFile(AbstractAsyncStreamedFile):  # type: ignore[misc]
+    """A committed object read from an event loop (``await f.read(n)``, ``seek``, ``tell``).
+
+    It reads the object of the entry found at open, with the router's coroutines: on the backend
+    library's own loop where it has one, else a worker thread.
+
+    Attributes:
+        fs: The filesystem that opened the file.
+        path: The logical path.
+        size: The object's size, from the catalog.
+        details: The object's :meth:`GreenRouteFileSystem.info`.
+    """
+
+    def __init__(self, fs: Any, entry: CatalogEntry, details: dict[str, Any]) -> None:
+        super().__init__(fs, entry.path, mode="rb", size=entry.size)
+        self.entry = entry
+        self.details = details
+
+    def __repr__(self) -> str:
+        return f"<GreenRouteAsyncReadFile {PROTOCOL}://{self.path} on {self.entry.backend_id}>"
+
+    async def _fetch_range(self, start: int, end: int) -> bytes:
+        with oserrors(self.path):
+            data: bytes = await self.fs.router.aread_entry(self.entry, start, end)
+            return data
 
 
 class TextWriter(io.TextIOWrapper):

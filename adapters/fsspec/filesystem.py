@@ -9,12 +9,25 @@ Delegation follows fsspec's ``DirFileSystem``: map the logical path to the backe
 call the backend's own filesystem, map names back. Reads (``open``, ``cat_ranges``, ``get_file``)
 therefore keep each backend's fast paths, such as s3fs's ranged reads and concurrent downloads.
 
+It is an :class:`fsspec.asyn.AsyncFileSystem`, like s3fs: ``asynchronous=True`` (and ``loop=``) for
+use from an event loop (zarr v3's ``FsspecStore``), and fsspec's bulk calls (``cat`` of many paths,
+``pipe`` of a dict, ``put``, ``get``, ``copy``, ``rm``) run their objects concurrently, at most
+``batch_size`` at once, across objects and backends. Writes and reads go through the router's
+coroutines (:meth:`GreenRouter.awrite`, :meth:`GreenRouter.aread_entry`): placement and the catalog
+run on worker threads, the bytes on the backend library's own event loop. Listings and other catalog
+calls are the blocking methods, run on this process's worker threads. The blocking methods that
+handle one object (``pipe_file``, ``cat_file``, ``info``, ``open``, ...) call the router directly,
+with no event loop in between.
+
 Where this differs from a plain object store, on purpose:
 
 * Directories are implied by the catalog's paths. ``mkdir`` and ``makedirs`` cost nothing (so
   ``fsspec.open(..., "wb")``'s ``auto_mkdir`` adds no round trip) and an empty directory cannot exist.
-* Objects are immutable: ``"ab"`` and ``"r+b"`` are refused. ``"xb"`` and ``mode="create"`` check the
-  catalog first (not atomic against a concurrent writer of the same path).
+* Objects are immutable: ``"ab"`` and ``"r+b"`` are refused. ``"xb"`` and ``mode="create"`` are the
+  router's exclusive creates: of several concurrent creators of one path (in any process sharing the
+  catalog) exactly one succeeds; the others get ``FileExistsError``.
+* ``rm`` deletes each object through the router, which removes the catalog entry, then the object
+  only while it still holds that entry's write (a newer write of the same key survives).
 * A write leaving a ``with`` block by an exception, or dropped without ``close()``, is abandoned:
   nothing is committed. (``fsspec.open``'s ``OpenFile`` closes its layers whatever happens, as it does
   for every filesystem.)
@@ -27,30 +40,31 @@ Errors are builtin ``OSError`` subclasses that keep ``__cause__``: ``FileNotFoun
 
 from __future__ import annotations
 
+import asyncio
 import atexit
-import contextlib
 import errno
+import functools
 import io
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, BinaryIO, cast
+from typing import Any, BinaryIO, TypeVar, cast
 
+from fsspec.asyn import AsyncFileSystem, _run_coros_in_chunks  # type: ignore[import-untyped]
 from fsspec.callbacks import DEFAULT_CALLBACK  # type: ignore[import-untyped]
 from fsspec.compression import compr  # type: ignore[import-untyped]
 from fsspec.core import get_compression  # type: ignore[import-untyped]
-from fsspec.spec import AbstractFileSystem  # type: ignore[import-untyped]
 from fsspec.utils import isfilelike, stringify_path, tokenize  # type: ignore[import-untyped]
 
 from greenroute.config import find_config
 from greenroute.errors import ConfigError, InvalidPathError
-from greenroute.model import CatalogEntry, Provider
+from greenroute.model import CatalogEntry
 from greenroute.ports import StorageTarget
 from greenroute.router import GreenRouter
 
@@ -58,6 +72,7 @@ from ..storage._fsspec_target import FsspecTarget
 from .files import (
     PROTOCOL,
     CodecFile,
+    GreenRouteAsyncReadFile,
     GreenRouteReadFile,
     GreenRouteWriteFile,
     InvalidFsPathError,
@@ -70,6 +85,7 @@ from .files import (
 )
 
 __all__ = [
+    "GreenRouteAsyncReadFile",
     "GreenRouteFileSystem",
     "GreenRouteReadFile",
     "GreenRouteWriteFile",
@@ -85,11 +101,11 @@ _HINT_KEYS = frozenset({"size_hint", "retention_days", "candidates", "metadata"}
 #: Generic fsspec options that mean nothing here (there is no listings cache to configure).
 _IGNORED_OPTIONS = frozenset({"use_listings_cache", "listings_expiry_time", "max_paths"})
 _TEXT_KEYS = ("encoding", "errors", "newline")
-#: S3's ``DeleteObjects`` limit.
-_S3_DELETE_BATCH = 1000
+#: Worker threads for the blocking catalog calls of the filesystem's coroutines (per process).
 _POOL_WORKERS = 8
 #: Catalog entries read per query when listing one directory.
 _LIST_PAGE = 1000
+_T = TypeVar("_T")
 
 
 # -- per-write hints ------------------------------------------------------------------------------
@@ -210,7 +226,7 @@ atexit.register(close_routers)
 # -- the filesystem -------------------------------------------------------------------------------
 
 
-class GreenRouteFileSystem(AbstractFileSystem):  # type: ignore[misc]
+class GreenRouteFileSystem(AsyncFileSystem):  # type: ignore[misc]
     """``greenroute://namespace/key``: writes go to the greenest backend, reads and listings through the catalog.
 
     Args:
@@ -223,6 +239,11 @@ class GreenRouteFileSystem(AbstractFileSystem):  # type: ignore[misc]
         retention_days: Default retention of written objects, for the at-rest estimate.
         candidates: Default backend ids writes may go to (a list, or a comma-separated string).
         metadata: Default user metadata stamped on written objects.
+        asynchronous: For use from a running event loop (call the ``_``-prefixed coroutines, as zarr
+            v3 does). Defaults to ``False``: the blocking API, whose bulk calls run on fsspec's loop.
+        loop: The event loop of the bulk calls, when not ``asynchronous`` (default: fsspec's own).
+        batch_size: How many objects one bulk call handles at once (default: fsspec's
+            ``gather_batch_size`` settings).
 
     Instances are not cached (``cachable = False``): per-call hints may be passed as storage
     options, and must not each make a cached instance. Building one is cheap, because the router
@@ -239,6 +260,9 @@ class GreenRouteFileSystem(AbstractFileSystem):  # type: ignore[misc]
         (b'hello', 'aws-eu-north-1')
         >>> fs.ls("demo", detail=False)
         ['demo/hello.txt']
+        >>> _ = fs.pipe({f"demo/{i}.txt": b"x" for i in range(3)})  # concurrently
+        >>> sorted(fs.cat(["demo/0.txt", "demo/2.txt"]).items())
+        [('demo/0.txt', b'x'), ('demo/2.txt', b'x')]
     """
 
     protocol = PROTOCOL
@@ -246,19 +270,18 @@ class GreenRouteFileSystem(AbstractFileSystem):  # type: ignore[misc]
     cachable = False
     #: Chunk size of the streamed copies in ``get_file``.
     blocksize = 4 * 2**20
-    #: How many objects one ``copy``/``mv``/``put``/``get`` call handles at once (at most 8).
-    max_concurrency = 8
 
     def __init__(self, config: str | os.PathLike[str] | None = None, *, router: GreenRouter | None = None,
                  probe: bool = False, size_hint: int | None = None, retention_days: float | None = None,
                  candidates: Sequence[str] | str | None = None, metadata: Mapping[str, str] | None = None,
+                 asynchronous: bool = False, loop: Any = None, batch_size: int | None = None,
                  **storage_options: Any) -> None:
         unknown = set(storage_options) - _IGNORED_OPTIONS
         if unknown:
             raise TypeError(f"greenroute: unknown storage option(s) {', '.join(sorted(unknown))} (accepted: config, "
-                            "router, probe, size_hint, retention_days, candidates, metadata)")
-        super().__init__()
-        self._local = threading.local()
+                            "router, probe, size_hint, retention_days, candidates, metadata, asynchronous, loop, "
+                            "batch_size)")
+        super().__init__(asynchronous=asynchronous, loop=loop, batch_size=batch_size)
         self.router = router if router is not None else _shared_router(config)
         self.probe = bool(probe)
         self.hints = WriteHints.parse({"size_hint": size_hint, "retention_days": retention_days,
@@ -440,20 +463,24 @@ class GreenRouteFileSystem(AbstractFileSystem):  # type: ignore[misc]
         if maxdepth is not None and maxdepth < 1:
             raise ValueError("maxdepth must be at least 1")
         path = self._strip_protocol(path)
-        detail = kwargs.pop("detail", False)
+        tree = self._walk_start(path, on_error)
+        if tree is not None:
+            yield from self._walk_tree(tree, path, maxdepth, topdown, bool(kwargs.get("detail", False)))
+
+    def _walk_start(self, path: str, on_error: Any) -> dict[str, tuple[dict[str, Any], dict[str, Any]]] | None:
+        """The tree :meth:`walk` walks, or ``None`` (after ``on_error``) when nothing is at ``path``."""
         tree = self._tree(path)
         if path not in tree:
             entry = self._lookup(path)
-            if entry is not None:
-                tree[path] = ({}, {"": self._file_info(entry)})
-            else:
+            if entry is None:
                 error = FileNotFoundError(errno.ENOENT, "no such file or directory", path)
                 if on_error == "raise":
                     raise error
                 if callable(on_error):
                     on_error(error)
-                return
-        yield from self._walk_tree(tree, path, maxdepth, topdown, detail)
+                return None
+            tree[path] = ({}, {"": self._file_info(entry)})
+        return tree
 
     def _walk_tree(self, tree: dict[str, tuple[dict[str, Any], dict[str, Any]]], path: str, maxdepth: int | None,
                    topdown: bool, detail: bool) -> Iterator[tuple[str, Any, Any]]:
@@ -585,9 +612,7 @@ class GreenRouteFileSystem(AbstractFileSystem):  # type: ignore[misc]
         _refuse_extra(kwargs, "open")
         options = WriteHints.parse(hints, self.hints)
         with oserrors(path):
-            if mode == "xb" and self._lookup(path) is not None:
-                raise FileExistsError(errno.EEXIST, "already in the greenroute catalog", path)
-            stream = self.router.open(path, "wb", block_size=block_size, **options.as_kwargs())
+            stream = self.router.open(path, mode, block_size=block_size, **options.as_kwargs())
         return GreenRouteWriteFile(self, path, mode, cast(RouterStream, stream), autocommit=autocommit)
 
     def _open_read(self, path: str, block_size: int | None, cache_type: str | None,
@@ -611,9 +636,15 @@ class GreenRouteFileSystem(AbstractFileSystem):  # type: ignore[misc]
         """The object's bytes, or ``[start, end)`` (negative values count from the end)."""
         path = self._strip_protocol(path)
         _refuse_extra(kwargs, "cat_file")
+        entry, target = self._located(path)
+        with oserrors(path):
+            return target.read(entry.path, start, end)
+
+    def _located(self, path: str) -> tuple[CatalogEntry, StorageTarget]:
+        """The entry of a file (see :meth:`_entry`) and its target, with greenroute's errors as ``OSError``."""
         with oserrors(path):
             entry = self._entry(path)
-            return self._target(entry).read(entry.path, start, end)
+            return entry, self._target(entry)
 
     def cat_ranges(self, paths: list[str], starts: Any, ends: Any, max_gap: int | None = None,
                    on_error: str = "return", **kwargs: Any) -> list[Any]:
@@ -669,33 +700,21 @@ class GreenRouteFileSystem(AbstractFileSystem):  # type: ignore[misc]
                 os.makedirs(lpath, exist_ok=True)
                 return
             entry = found or self._entry(path)
-
-        def download() -> None:
-            with oserrors(path):
-                physical = self._physical(entry)
-                if outfile is None and physical is not None and getattr(physical[0].fs, "async_impl", False):
-                    target, full = physical
-                    os.makedirs(os.path.dirname(os.path.abspath(lpath)), exist_ok=True)
-                    with target._errors("read", entry.path):
-                        target.fs.get_file(full, lpath, callback=callback)
+            physical = self._physical(entry)
+            if outfile is None and physical is not None and getattr(physical[0].fs, "async_impl", False):
+                target, full = physical
+                os.makedirs(os.path.dirname(os.path.abspath(lpath)), exist_ok=True)
+                with target._errors("read", entry.path):
+                    target.fs.get_file(full, lpath, callback=callback)
+                return
+            callback.set_size(entry.size)
+            with self._target(entry).open_read(entry.path, block_size=self.blocksize) as src:
+                if outfile is not None:
+                    copy_stream(src, outfile, self.blocksize, callback)
                     return
-                callback.set_size(entry.size)
-                with self._target(entry).open_read(entry.path, block_size=self.blocksize) as src:
-                    if outfile is not None:
-                        copy_stream(src, outfile, self.blocksize, callback)
-                        return
-                    os.makedirs(os.path.dirname(os.path.abspath(lpath)), exist_ok=True)
-                    with open(lpath, "wb") as out:
-                        copy_stream(src, out, self.blocksize, callback)
-
-        self._run_or_defer(download)
-
-    def get(self, rpath: Any, lpath: Any, recursive: bool = False, callback: Any = DEFAULT_CALLBACK,
-            maxdepth: int | None = None, **kwargs: Any) -> None:
-        """fsspec's ``get`` (same paths, same rules), with up to :attr:`max_concurrency` downloads at once."""
-        with self._batched() as calls:
-            super().get(rpath, lpath, recursive=recursive, callback=callback, maxdepth=maxdepth, **kwargs)
-        _run_all(calls, self.max_concurrency, ignore_missing=False)
+                os.makedirs(os.path.dirname(os.path.abspath(lpath)), exist_ok=True)
+                with open(lpath, "wb") as out:
+                    copy_stream(src, out, self.blocksize, callback)
 
     def sign(self, path: str, expiration: int = 100, **kwargs: Any) -> str:
         """A presigned URL for the object, from its backend's filesystem (where that can sign, as s3fs can)."""
@@ -712,89 +731,62 @@ class GreenRouteFileSystem(AbstractFileSystem):  # type: ignore[misc]
     # -- writes -----------------------------------------------------------------------------
 
     def pipe_file(self, path: str, value: bytes, mode: str = "overwrite", **kwargs: Any) -> None:
-        """Write ``value`` to the greenest eligible backend (``mode="create"`` refuses an existing path)."""
+        """Write ``value`` to the greenest eligible backend (``mode="create"``: an exclusive create)."""
+        path, options = self._pipe_args(path, value, kwargs)
+        with oserrors(path):
+            self.router.write(path, value, exclusive=mode == "create", **options)
+
+    def _pipe_args(self, path: str, value: Any, kwargs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         path = self._strip_protocol(path)
         if not isinstance(value, bytes | bytearray | memoryview):
             raise TypeError(f"pipe_file takes bytes, got {type(value).__name__}")
         options = WriteHints.parse(_pop_hints(kwargs), self.hints)
         _refuse_extra(kwargs, "pipe_file")
-        with oserrors(path):
-            if mode == "create" and self._lookup(path) is not None:
-                raise FileExistsError(errno.EEXIST, "already in the greenroute catalog", path)
-            self.router.write(path, value, **options.as_kwargs())
+        return path, options.as_kwargs()
 
     def put_file(self, lpath: Any, rpath: str, callback: Any = DEFAULT_CALLBACK, mode: str = "overwrite",
                  **kwargs: Any) -> None:
         """Upload one local file, placed for its real size (a local directory is nothing to upload)."""
-        path = self._strip_protocol(rpath)
-        options = WriteHints.parse(_pop_hints(kwargs), self.hints)
-        _refuse_extra(kwargs, "put_file")
+        path, options = self._put_args(rpath, kwargs)
         if os.path.isdir(lpath):
             return
-        with oserrors(path):
-            if mode == "create" and self._lookup(path) is not None:
-                raise FileExistsError(errno.EEXIST, "already in the greenroute catalog", path)
+        with oserrors(path), open(lpath, "rb") as local:
+            reader, size = self._upload_reader(local, callback)
+            self.router.write(path, reader, exclusive=mode == "create", **replace(options, size_hint=size).as_kwargs())
 
-        def upload() -> None:
-            with oserrors(path), open(lpath, "rb") as local:
-                size = os.fstat(local.fileno()).st_size
-                callback.set_size(size)
-                reader = cast(BinaryIO, ProgressReader(cast(BinaryIO, local), callback))
-                self.router.write(path, reader, **replace(options, size_hint=size).as_kwargs())
+    def _put_args(self, rpath: str, kwargs: dict[str, Any]) -> tuple[str, WriteHints]:
+        options = WriteHints.parse(_pop_hints(kwargs), self.hints)
+        _refuse_extra(kwargs, "put_file")
+        return self._strip_protocol(rpath), options
 
-        self._run_or_defer(upload)
+    @staticmethod
+    def _upload_reader(local: BinaryIO, callback: Any) -> tuple[BinaryIO, int]:
+        size = os.fstat(local.fileno()).st_size
+        callback.set_size(size)
+        return cast(BinaryIO, ProgressReader(local, callback)), size
 
     def cp_file(self, path1: str, path2: str, **kwargs: Any) -> None:
         """Copy an object (server-side when it stays on its backend). Directories are implied, so skipped."""
-        src, dst = self._strip_protocol(path1), self._strip_protocol(path2)
+        src, dst, options = self._cp_args(path1, path2, kwargs)
+        if self._copy_source_is_file(src):
+            with oserrors(src):
+                self.router.copy(src, dst, candidates=options.candidates, retention_days=options.retention_days)
+
+    def _cp_args(self, path1: str, path2: str, kwargs: dict[str, Any]) -> tuple[str, str, WriteHints]:
         hints = _pop_hints(kwargs)
         _refuse_extra(kwargs, "cp_file")
         if "metadata" in hints or "size_hint" in hints:
             raise TypeError("cp_file keeps the source's metadata and size; only candidates and retention_days apply")
         options = WriteHints.parse(hints, replace(self.hints, metadata=MappingProxyType({})))
+        return self._strip_protocol(path1), self._strip_protocol(path2), options
+
+    def _copy_source_is_file(self, src: str) -> bool:
+        """Whether ``src`` is an object to copy (``False``: a directory); probes when enabled."""
         with oserrors(src):
             if self._lookup(src) is None and self._has_children(src):
-                return
-            self._entry(src)  # probes when enabled
-
-        def copy() -> None:
-            with oserrors(src):
-                self.router.copy(src, dst, candidates=options.candidates, retention_days=options.retention_days)
-
-        self._run_or_defer(copy)
-
-    def copy(self, path1: Any, path2: Any, recursive: bool = False, maxdepth: int | None = None,
-             on_error: str | None = None, **kwargs: Any) -> None:
-        """fsspec's ``copy`` (same paths, same rules), with up to :attr:`max_concurrency` copies at once."""
-        with self._batched() as calls:
-            super().copy(path1, path2, recursive=recursive, maxdepth=maxdepth, on_error=on_error, **kwargs)
-        _run_all(calls, self.max_concurrency, ignore_missing=(on_error or ("ignore" if recursive else "raise"))
-                 == "ignore")
-
-    def put(self, lpath: Any, rpath: Any, recursive: bool = False, callback: Any = DEFAULT_CALLBACK,
-            maxdepth: int | None = None, **kwargs: Any) -> None:
-        """fsspec's ``put`` (same paths, same rules), with up to :attr:`max_concurrency` uploads at once."""
-        with self._batched() as calls:
-            super().put(lpath, rpath, recursive=recursive, callback=callback, maxdepth=maxdepth, **kwargs)
-        _run_all(calls, self.max_concurrency, ignore_missing=False)
-
-    @contextlib.contextmanager
-    def _batched(self) -> Iterator[list[Callable[[], None]]]:
-        """Collect the single-object calls fsspec's bulk methods make, to run them concurrently."""
-        calls: list[Callable[[], None]] = []
-        outer = getattr(self._local, "calls", None)
-        self._local.calls = calls
-        try:
-            yield calls
-        finally:
-            self._local.calls = outer
-
-    def _run_or_defer(self, call: Callable[[], None]) -> None:
-        calls: list[Callable[[], None]] | None = getattr(self._local, "calls", None)
-        if calls is None:
-            call()
-        else:
-            calls.append(call)
+                return False
+            self._entry(src)
+        return True
 
     def rm_file(self, path: str) -> None:
         """Delete one object and its catalog entry.
@@ -809,60 +801,111 @@ class GreenRouteFileSystem(AbstractFileSystem):  # type: ignore[misc]
                 self._entry(path)  # raises IsADirectoryError or FileNotFoundError (or probes it back)
             self.router.delete(path)
 
-    def _rm(self, path: str) -> None:
+    def _rm_one(self, path: str, recursive: bool) -> None:
+        if recursive and self._lookup(path) is None:
+            return  # a directory found by the expansion: it goes with its objects
         self.rm_file(path)
 
-    def rm(self, path: Any, recursive: bool = False, maxdepth: int | None = None) -> None:
-        """Delete objects; with ``recursive``, everything under directories (which then no longer exist).
+    # -- coroutines (asynchronous=True, and the concurrent bulk calls) ----------------------
 
-        Objects on S3 backends go in one ``DeleteObjects`` request per 1000 keys (s3fs's bulk delete);
-        others one by one through the router.
+    async def _in_thread(self, call: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+        """Run a blocking method (catalog reads, a backend's blocking call) on this process's worker threads."""
+        return await asyncio.get_running_loop().run_in_executor(_pool(), functools.partial(call, *args, **kwargs))
+
+    async def _pipe_file(self, path: str, value: bytes, mode: str = "overwrite", **kwargs: Any) -> None:
+        path, options = self._pipe_args(path, value, kwargs)
+        with oserrors(path):
+            await self.router.awrite(path, value, exclusive=mode == "create", **options)
+
+    async def _cat_file(self, path: str, start: int | None = None, end: int | None = None, **kwargs: Any) -> bytes:
+        path = self._strip_protocol(path)
+        _refuse_extra(kwargs, "cat_file")
+        entry, _ = await self._in_thread(self._located, path)
+        with oserrors(path):
+            return await self.router.aread_entry(entry, start, end)
+
+    async def _put_file(self, lpath: Any, rpath: str, callback: Any = DEFAULT_CALLBACK, mode: str = "overwrite",
+                        **kwargs: Any) -> None:
+        path, options = self._put_args(rpath, kwargs)
+        if os.path.isdir(lpath):
+            return
+        with oserrors(path), open(lpath, "rb") as local:  # read on a worker thread by the router
+            reader, size = self._upload_reader(local, callback)
+            await self.router.awrite(path, reader, exclusive=mode == "create",
+                                     **replace(options, size_hint=size).as_kwargs())
+
+    async def _cp_file(self, path1: str, path2: str, **kwargs: Any) -> None:
+        src, dst, options = self._cp_args(path1, path2, kwargs)
+        if await self._in_thread(self._copy_source_is_file, src):
+            with oserrors(src):
+                await self.router.acopy(src, dst, candidates=options.candidates, retention_days=options.retention_days)
+
+    async def _get_file(self, rpath: str, lpath: Any, callback: Any = DEFAULT_CALLBACK, outfile: Any = None,
+                        **kwargs: Any) -> None:
+        await self._in_thread(self.get_file, rpath, lpath, callback=callback, outfile=outfile, **kwargs)
+
+    async def _rm_file(self, path: str, **kwargs: Any) -> None:
+        await self._in_thread(self.rm_file, path)
+
+    async def _rm(self, path: Any, recursive: bool = False, batch_size: int | None = None,
+                  maxdepth: int | None = None, **kwargs: Any) -> None:
+        """Delete objects concurrently, each through the router; with ``recursive``, everything under directories."""
+        paths = await self._expand_path(path, recursive=recursive, maxdepth=maxdepth)
+        outcomes = await _run_coros_in_chunks([self._in_thread(self._rm_one, p, recursive) for p in reversed(paths)],
+                                              batch_size=batch_size or self.batch_size, nofiles=True,
+                                              return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+
+    async def _info(self, path: str, **kwargs: Any) -> dict[str, Any]:
+        return await self._in_thread(self.info, path, **kwargs)
+
+    async def _ls(self, path: str, detail: bool = True, **kwargs: Any) -> list[Any]:
+        return await self._in_thread(self.ls, path, detail=detail, **kwargs)
+
+    async def _find(self, path: str, maxdepth: int | None = None, withdirs: bool = False, detail: bool = False,
+                    **kwargs: Any) -> Any:
+        return await self._in_thread(self.find, path, maxdepth=maxdepth, withdirs=withdirs, detail=detail, **kwargs)
+
+    async def _du(self, path: str, total: bool = True, maxdepth: int | None = None, withdirs: bool = False,
+                  **kwargs: Any) -> Any:
+        return await self._in_thread(self.du, path, total=total, maxdepth=maxdepth, withdirs=withdirs, **kwargs)
+
+    async def _walk(self, path: str, maxdepth: int | None = None, topdown: bool = True, on_error: Any = "omit",
+                    **kwargs: Any) -> AsyncIterator[tuple[str, Any, Any]]:
+        if maxdepth is not None and maxdepth < 1:
+            raise ValueError("maxdepth must be at least 1")
+        path = self._strip_protocol(path)
+        tree = await self._in_thread(self._walk_start, path, on_error)
+        if tree is not None:
+            for step in self._walk_tree(tree, path, maxdepth, topdown, bool(kwargs.get("detail", False))):
+                yield step
+
+    async def _exists(self, path: str, **kwargs: Any) -> bool:
+        return await self._in_thread(self.exists, path)
+
+    async def _isdir(self, path: str) -> bool:
+        return await self._in_thread(self.isdir, path)
+
+    async def _isfile(self, path: str) -> bool:
+        return await self._in_thread(self.isfile, path)
+
+    async def _makedirs(self, path: str, exist_ok: bool = False) -> None:
+        await self._in_thread(self.makedirs, path, exist_ok=exist_ok)
+
+    async def open_async(self, path: str, mode: str = "rb", **kwargs: Any) -> GreenRouteAsyncReadFile:
+        """An object opened for reading with ``await f.read(n)``, without blocking the event loop.
+
+        Async writes go through ``_pipe_file`` (or the blocking :meth:`open`).
         """
-        entries: list[CatalogEntry] = []
-        for p in reversed(self.expand_path(path, recursive=recursive, maxdepth=maxdepth)):
-            entry = self._lookup(p)
-            if entry is not None:
-                entries.append(entry)
-            elif not recursive:
-                self.rm_file(p)  # IsADirectoryError, FileNotFoundError, or a probed object
-            # else: a directory found by the expansion; it goes with its last object
-        bulk: dict[str, tuple[FsspecTarget, list[CatalogEntry]]] = {}
-        for entry in entries:
-            with oserrors(entry.path):
-                target = self._target(entry)
-                if isinstance(target, FsspecTarget) and target.backend.provider is Provider.S3:
-                    bulk.setdefault(entry.backend_id, (target, []))[1].append(entry)
-                else:
-                    self.router.delete(entry.path)
-        for target, group in bulk.values():
-            self._delete_s3(target, group)
-
-    def _delete_s3(self, target: FsspecTarget, entries: list[CatalogEntry]) -> None:
-        """Delete S3 objects 1000 keys per request, then their entries (keys named exactly: never globbed)."""
-        keys: dict[str, dict[str, CatalogEntry]] = {}
-        for entry in entries:
-            bucket, key, _ = target.fs.split_path(target._full(entry.path))
-            keys.setdefault(bucket, {})[key] = entry
-        failed: list[tuple[str, str, str]] = []
-        for bucket, named in keys.items():
-            batch = list(named)
-            for start in range(0, len(batch), _S3_DELETE_BATCH):
-                chunk = batch[start:start + _S3_DELETE_BATCH]
-                with target._errors("delete", named[chunk[0]].path):
-                    out = target.fs.call_s3("delete_objects", Bucket=bucket,
-                                            Delete={"Objects": [{"Key": k} for k in chunk], "Quiet": True})
-                errors = {e.get("Key", ""): e for e in out.get("Errors") or ()}
-                for key in chunk:
-                    if key in errors:
-                        failed.append((named[key].path, str(errors[key].get("Code", "")),
-                                       str(errors[key].get("Message", ""))))
-                    else:  # as GreenRouter.delete does: the object first, then its entry
-                        self.router.catalog.remove(named[key].path)
-        if failed:
-            path, code, message = failed[0]
-            kind = PermissionError if code in ("AccessDenied", "AllAccessDisabled") else OSError
-            raise kind(errno.EACCES if kind is PermissionError else errno.EIO,
-                       f"{target.backend.id}: could not delete {len(failed)} object(s) ({code}: {message})", path)
+        if "b" not in mode or kwargs.get("compression"):
+            raise ValueError("greenroute's async files are binary and uncompressed")
+        if mode != "rb":
+            raise NotImplementedError("greenroute's async files read; write with _pipe_file or open()")
+        path = self._strip_protocol(path)
+        entry, _ = await self._in_thread(self._located, path)
+        return GreenRouteAsyncReadFile(self, entry, self._file_info(entry))
 
 
 _POOLS: dict[int, ThreadPoolExecutor] = {}
@@ -870,41 +913,16 @@ _POOLS_LOCK = threading.Lock()
 
 
 def _pool() -> ThreadPoolExecutor:
-    """This process's worker threads for bulk calls.
+    """This process's worker threads for the blocking calls of the filesystem's coroutines.
 
     One long-lived pool (per process: a forked child makes its own), so each catalog opens at most
-    one SQLite connection per worker thread.
+    one SQLite connection per worker thread. Not the event loop's default executor: a call here may
+    wait on a backend library's loop (s3fs's blocking API), which itself uses that executor to
+    resolve host names. Not the router's: a probe waits for a path's write lock, whose holder needs
+    the router's threads to commit.
     """
     with _POOLS_LOCK:
         pool = _POOLS.get(os.getpid())
         if pool is None:
             pool = _POOLS[os.getpid()] = ThreadPoolExecutor(_POOL_WORKERS, thread_name_prefix="greenroute-fs")
         return pool
-
-
-def _run_all(calls: list[Callable[[], None]], concurrency: int, *, ignore_missing: bool) -> None:
-    """Run ``calls``, at most ``concurrency`` (and the pool's size) at once; then raise the first error.
-
-    A ``FileNotFoundError`` is ignored when ``ignore_missing`` (fsspec's ``on_error="ignore"``).
-    """
-
-    def settle(call: Callable[[], None]) -> BaseException | None:
-        try:
-            call()
-        except FileNotFoundError as exc:
-            return None if ignore_missing else exc
-        except Exception as exc:  # noqa: BLE001 (raised below, after the others have finished)
-            return exc
-        return None
-
-    width = max(1, min(concurrency, _POOL_WORKERS))
-    outcomes: list[BaseException | None] = []
-    if len(calls) <= 1 or width == 1:
-        outcomes = [settle(call) for call in calls]
-    else:
-        pool = _pool()
-        for start in range(0, len(calls), width):
-            outcomes += [f.result() for f in [pool.submit(settle, c) for c in calls[start:start + width]]]
-    first = next((o for o in outcomes if o is not None), None)
-    if first is not None:
-        raise first
