@@ -533,29 +533,33 @@ def _rebalance_plan(cfg: GreenrouteConfig, args: argparse.Namespace, out: _LazyC
 
 
 def _rebalance_apply(cfg: GreenrouteConfig, args: argparse.Namespace, out: _LazyConsole) -> int:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     from .rebalance import MoveOutcome, RebalancePlan, Window
     from .router import GreenRouter
 
     plan = RebalancePlan.load(args.plan)
-    show = not args.json and out.console.is_terminal  # a bar on a terminal; quiet when piped
+    show = not args.json and out.console.is_terminal  # a bar on a terminal; quiet when piped (and no rich)
 
     def waiting(window: Window) -> None:
         if not args.json:
             out.print(f"waiting for the greenest window, {window.start.isoformat(timespec='minutes')} "
                       f"({window.source}; est. {window.gco2e:.4g} vs {window.gco2e_now:.4g} gCO2e now); Ctrl-C stops")
 
-    with GreenRouter.from_config(cfg) as router, \
-            Progress(TextColumn("rebalancing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                     console=out.console, disable=not show, transient=True) as bar:
-        task = bar.add_task("moves", total=len(plan.moves))
+    with GreenRouter.from_config(cfg) as router:
+        if not show:
+            report = router.rebalance_apply(plan, window_hours=args.window_hours, workers=args.workers,
+                                            on_wait=waiting)
+        else:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        def advanced(_outcome: MoveOutcome) -> None:
-            bar.advance(task)
+            with Progress(TextColumn("rebalancing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                          console=out.console, transient=True) as bar:
+                task = bar.add_task("moves", total=len(plan.moves))
 
-        report = router.rebalance_apply(plan, window_hours=args.window_hours, workers=args.workers,
-                                        progress=advanced, on_wait=waiting)
+                def advanced(_outcome: MoveOutcome) -> None:
+                    bar.advance(task)
+
+                report = router.rebalance_apply(plan, window_hours=args.window_hours, workers=args.workers,
+                                                progress=advanced, on_wait=waiting)
     code = 1 if report.failed or report.interrupted else 0
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))

@@ -161,6 +161,11 @@ def test_cli_plan_then_apply(config: Path, tmp_path: Path, capsys: pytest.Captur
     with GreenRouter.from_config(config) as router:
         assert router.lookup("lake/a.bin").backend_id == "s3-mid"  # type: ignore[union-attr]
 
+    # --json prints one JSON document and nothing else (a re-run: the move is already done).
+    assert main(["rebalance", "apply", str(plan_file), "--config", str(config), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["moved"], report["skipped"], report["failed"]) == (1, 0, 0)
+
 
 def test_a_bad_plan_file_is_a_config_error(tmp_path: Path, config: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "bad.json"
