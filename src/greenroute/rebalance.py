@@ -246,7 +246,8 @@ class KeptObject:
         backend_id: Where it stays.
         code: ``costs_more``, ``below_min_saving``, ``payback_too_long``, ``not_eligible`` (a greener
             backend exists but placement's rules forbid it), ``no_greener_backend``,
-            ``retention_ended``, ``empty``, ``unknown_backend`` or ``no_grid_data``.
+            ``retention_ended``, ``empty``, ``read_only`` (its backend is read-only, so the old copy
+            could not be deleted), ``unknown_backend`` or ``no_grid_data``.
         reason: The same in words, with the numbers.
         best_backend: The best candidate considered, when there was one.
         net_gco2e: Its saving minus its move's carbon.
@@ -468,6 +469,8 @@ def _plan_one(router: GreenRouter, entry: CatalogEntry, now: datetime, default_d
     source = backends.get(here)
     if source is None:
         return keep("unknown_backend", f"backend {here} is not configured")
+    if source.read_only:
+        return keep("read_only", f"{here} is read-only: greenroute never deletes the old copy there")
     if here not in grid:
         return keep("no_grid_data", f"no grid data for {here}")
     if entry.size <= 0:

@@ -176,6 +176,26 @@ def test_retention_and_the_default_horizon(router: GreenRouter) -> None:
     assert short.moves == () and {k.code for k in short.kept} == {"costs_more", "retention_ended"}
 
 
+def test_read_only_sources_stay_and_candidates_narrow_the_targets(tmp_path: Path) -> None:
+    backends = [Backend(id="dirty", provider=Provider.FILE, region="us-east-1", root=(tmp_path / "dirty").as_uri(),
+                        pue=1.2),
+                Backend(id="clean", provider=Provider.FILE, region="eu-north-1", root=(tmp_path / "clean").as_uri(),
+                        pue=1.1)]
+    manual = ManualGridSource({"us-east-1": 450.0, "eu-north-1": 20.0})
+    with GreenRouter(GreenPlacementService(backends, signals=GridSignals([manual])),
+                     SqliteCatalog(tmp_path / "cat.db")) as router:
+        router.write("ns/a.bin", DATA, candidates=["dirty"], retention_days=365)
+        narrowed = router.rebalance_plan(candidates=["dirty"])
+        assert narrowed.moves == () and narrowed.kept[0].code == "not_eligible"
+        assert "not among the candidates" in narrowed.kept[0].reason
+    read_only = [Backend(id="dirty", provider=Provider.FILE, region="us-east-1", root=(tmp_path / "dirty").as_uri(),
+                         pue=1.2, read_only=True), backends[1]]
+    with GreenRouter(GreenPlacementService(read_only, signals=GridSignals([manual])),
+                     SqliteCatalog(tmp_path / "cat.db")) as router:
+        plan = router.rebalance_plan()
+        assert plan.moves == () and [k.code for k in plan.kept] == ["read_only"]
+
+
 def test_age_counts_from_the_first_commit_across_moves(tmp_path: Path) -> None:
     manual = ManualGridSource({"us-east-1": 450.0, "eu-north-1": 20.0})
     backends = [Backend(id="dirty", provider=Provider.FILE, region="us-east-1", root=(tmp_path / "dirty").as_uri(),
