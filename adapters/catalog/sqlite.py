@@ -32,8 +32,9 @@ from pathlib import Path
 
 from greenroute.errors import CatalogError, CatalogUnavailableError, CommitConflictError, ConfigError
 from greenroute.model import CatalogEntry, EntryState, utcnow
-from greenroute.ports import Placement
+from greenroute.ports import LedgerObject, LedgerQuery, LedgerTotals, Placement
 
+from . import _ledger
 from ._rows import COLUMNS, entry_from_row, prefix_end, row_from_entry
 
 __all__ = ["SqliteCatalog", "from_url"]
@@ -100,6 +101,7 @@ _INSERT = (f"INSERT INTO entries ({', '.join(COLUMNS)}) VALUES ({', '.join('?' *
            "ON CONFLICT (decision_id) DO UPDATE SET "
            + ", ".join(f"{c} = excluded.{c}" for c in COLUMNS if c != "decision_id"))
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM entries"
+_LEDGER_PAGE = 5000
 _CLOSE = "UPDATE entries SET state = 'closed', closed_at = ?, closed_reason = ?, updated_at = ? WHERE decision_id = ?"
 
 
@@ -231,11 +233,11 @@ class SqliteCatalog:
                           (path,))
         return Placement(str(rows[0][0]), str(rows[0][1]), str(rows[0][2])) if rows else None
 
-    def commit(self, entry: CatalogEntry, *, expected: str | None,
-               reason: str = "overwritten") -> tuple[CatalogEntry, CatalogEntry | None]:
+    def commit(self, entry: CatalogEntry, *, expected: str | None, reason: str = "overwritten",
+               at: datetime | None = None) -> tuple[CatalogEntry, CatalogEntry | None]:
         """Make ``entry`` the live entry of its path if the live entry is still ``expected``; the replaced
-        entry is closed with ``reason``."""
-        now = utcnow()
+        entry is closed with ``reason`` at ``at`` (default now)."""
+        now = at or utcnow()
         committed = replace(entry, state=EntryState.COMMITTED, closed_at=None, closed_reason=None)
         with self._write() as db:
             old = _live(db, entry.path)
@@ -289,9 +291,10 @@ class SqliteCatalog:
             params.append(max(0, int(limit)))
         return [entry_from_row(r) for r in self._read(sql, tuple(params))]
 
-    def remove(self, path: str, *, expected: str | None = None, reason: str = "deleted") -> CatalogEntry | None:
-        """Close the live entry of ``path`` (if it is still ``expected``, when given)."""
-        now = utcnow().isoformat()
+    def remove(self, path: str, *, expected: str | None = None, reason: str = "deleted",
+               at: datetime | None = None) -> CatalogEntry | None:
+        """Close the live entry of ``path`` (if it is still ``expected``, when given) at ``at`` (default now)."""
+        now = (at or utcnow()).isoformat()
         with self._write() as db:
             old = _live(db, path)
             if expected is not None and (old is None or old.decision_id != expected):
@@ -361,6 +364,33 @@ class SqliteCatalog:
         rows = self._read("SELECT COUNT(*) FROM entries WHERE state = 'committed'")
         value = rows[0][0]
         return int(value) if isinstance(value, int) else 0
+
+    def aggregate(self, query: LedgerQuery) -> builtins.list[LedgerTotals]:
+        """The ledger's sums for ``query``, computed in SQL (see :mod:`._ledger`)."""
+        sql, params = _ledger.totals_sql(query, _ledger.SQLITE)
+        return _ledger.totals_from_rows(query, self._ledger_read(sql, params))
+
+    def ledger(self, query: LedgerQuery) -> Iterator[LedgerObject]:
+        """One row per ledger entry in ``query``'s scope, oldest first, a page of 5,000 at a time."""
+        after: tuple[object, object] | None = None
+        while True:
+            sql, params = _ledger.objects_sql(query, _ledger.SQLITE, after=after, limit=_LEDGER_PAGE)
+            rows = self._ledger_read(sql, params)
+            for row in rows:
+                item = _ledger.object_from_row(row)
+                if item is not None:
+                    yield item
+            if len(rows) < _LEDGER_PAGE:
+                return
+            after = (rows[-1][COLUMNS.index("created_at")], rows[-1][COLUMNS.index("decision_id")])
+
+    def _ledger_read(self, sql: str, params: dict[str, object]) -> builtins.list[tuple[object, ...]]:
+        guard = self._lock if self._shared is not None else _NULL_LOCK
+        with self._errors(), guard:
+            db = self._db()
+            # SQLite cannot split a path; the prefix grouping calls Python (registering is idempotent).
+            db.create_function("greenroute_prefix", 2, _ledger.prefix_of, deterministic=True)
+            return list(db.execute(sql, params))
 
     # -- bulk: catalog migrate ---------------------------------------------------------------
 

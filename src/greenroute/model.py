@@ -152,6 +152,9 @@ class Backend:
         storage_options: Keyword arguments for the target's filesystem (never logged).
         read_only: Never write here (rclone's ``ro``).
         no_create: Never create new objects here; existing ones may be read (rclone's ``nc``).
+        market_factor_g_per_kwh: A market-based emission factor (gCO2e/kWh: the supplier's or a
+            residual-mix factor) the operator declares. Reports show it in its own column; it never
+            changes a location-based figure or a placement.
     """
 
     id: str
@@ -167,6 +170,7 @@ class Backend:
     storage_options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     read_only: bool = False
     no_create: bool = False
+    market_factor_g_per_kwh: float | None = None
 
     def __repr__(self) -> str:
         # storage_options may hold credentials: show only which keys are set.
@@ -192,6 +196,7 @@ class Backend:
             "country_code": self.country_code,
             "read_only": self.read_only,
             "no_create": self.no_create,
+            "market_factor_g_per_kwh": self.market_factor_g_per_kwh,
         }
 
 

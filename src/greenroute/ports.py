@@ -14,10 +14,15 @@ from typing import IO, BinaryIO, Literal, NamedTuple, Protocol, runtime_checkabl
 from .model import Backend, CatalogEntry, GridCarbonData, SignalKind
 
 __all__ = [
+    "LEDGER_KEYS",
     "METADATA_KEYS",
+    "MONTH_US",
     "Catalog",
     "GridKey",
     "GridSource",
+    "LedgerObject",
+    "LedgerQuery",
+    "LedgerTotals",
     "ObjectInfo",
     "Placement",
     "SharedGridCache",
@@ -217,14 +222,16 @@ class Catalog(Protocol):
         """The path's live entry, in brief (one indexed read)."""
         ...
 
-    def commit(self, entry: CatalogEntry, *, expected: str | None,
-               reason: str = "overwritten") -> tuple[CatalogEntry, CatalogEntry | None]:
+    def commit(self, entry: CatalogEntry, *, expected: str | None, reason: str = "overwritten",
+               at: datetime | None = None) -> tuple[CatalogEntry, CatalogEntry | None]:
         """Make ``entry`` the path's live entry, if the live entry is still ``expected``.
 
         Args:
             entry: The new entry (its state is set to committed).
             expected: The decision id of the live entry the write saw, or ``None`` if it saw none.
             reason: The ``closed_reason`` of the entry this one replaces (``"moved"`` for a rebalance).
+            at: When the replaced entry's at-rest period ends (its ``closed_at``); now when ``None``.
+                The router passes the new entry's ``created_at``, so a path's ledger has no gap.
 
         Returns:
             The committed entry, and the entry it closed (if the path had one).
@@ -265,8 +272,10 @@ class Catalog(Protocol):
         """
         ...
 
-    def remove(self, path: str, *, expected: str | None = None, reason: str = "deleted") -> CatalogEntry | None:
-        """Close the live entry of ``path`` (if it is still ``expected``, when given); returns it.
+    def remove(self, path: str, *, expected: str | None = None, reason: str = "deleted",
+               at: datetime | None = None) -> CatalogEntry | None:
+        """Close the live entry of ``path`` (if it is still ``expected``, when given) at ``at`` (default now);
+        returns it.
 
         Raises:
             greenroute.errors.CommitConflictError: ``expected`` was given and the live entry is another.
@@ -298,6 +307,18 @@ class Catalog(Protocol):
         ``[since, until)``, oldest first."""
         ...
 
+    def aggregate(self, query: LedgerQuery) -> builtins.list[LedgerTotals]:
+        """The ledger's sums for ``query``, computed by the database: one row per group (and time bucket).
+
+        Every figure follows :class:`LedgerTotals`; rows are sorted by key, then bucket.
+        """
+        ...
+
+    def ledger(self, query: LedgerQuery) -> Iterator[LedgerObject]:
+        """One row per ledger entry in ``query``'s scope (its keys and buckets are ignored), oldest first,
+        with the same figures per entry that :meth:`aggregate` sums. Streams in pages."""
+        ...
+
     def clear(self) -> None:
         """Drop every entry, history included."""
         ...
@@ -305,6 +326,116 @@ class Catalog(Protocol):
     def close(self) -> None:
         """Release connections."""
         ...
+
+
+# -- the carbon ledger --------------------------------------------------------------------------
+
+#: What a ledger query may group by: an entry's column, or (``prefix``) its first directories.
+LEDGER_KEYS: tuple[str, ...] = ("backend", "namespace", "prefix", "region", "signal", "source", "model",
+                                "baseline")
+
+#: Microseconds in an average month (730 h, as in the carbon model), the unit of every ``gco2e_month`` rate.
+MONTH_US = 730 * 3600 * 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerQuery:
+    """The scope of a ledger report: a period, a prefix, what to group by and the time buckets.
+
+    An entry is in scope when it was written in ``[since, until)`` or held into that period. Its write
+    counts when it was written in the period; its at-rest carbon accrues at its rate (``gco2e_month``
+    per 730 h) over the part of ``[created_at, closed_at or until)`` inside the period.
+
+    Attributes:
+        until: End of the period (exclusive); entries still held accrue up to it.
+        since: Start of the period (inclusive); ``None``: from the first entry.
+        prefix: Only paths starting with this.
+        keys: Group by these (each one of :data:`LEDGER_KEYS`); empty: one group.
+        depth: How many directory levels the ``prefix`` key keeps (``lab/batch-00/`` is depth 2).
+        buckets: Starts of consecutive time buckets, ascending: each ends where the next starts and the
+            last at ``until``. Sums are then per group and bucket, and writes before the first start are
+            left out.
+        market_factors: A market-based emission factor (gCO2e/kWh) by backend id, for the separate
+            market-based figure. Location-based figures never use them.
+    """
+
+    until: datetime
+    since: datetime | None = None
+    prefix: str = ""
+    keys: tuple[str, ...] = ()
+    depth: int = 1
+    buckets: tuple[datetime, ...] = ()
+    market_factors: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerTotals:
+    """The ledger's sums for one group (and time bucket). Carbon figures are gCO2e, location-based.
+
+    "Held" means in the catalog: committed, and not yet closed by an overwrite, delete or move.
+
+    Attributes:
+        key: The group's values, one per query key (``None`` where an entry has none).
+        bucket: The index of the time bucket in ``LedgerQuery.buckets``; ``None`` without buckets.
+        objects: Entries written in the period (bucket) or held into it.
+        bytes: Their bytes.
+        writes: Entries written in the period.
+        write_gco2e: Those writes' estimates.
+        at_rest_gco2e: At-rest carbon accrued in the period: rate x time held.
+        gco2e_month: The at-rest rate of what is held at the end of the period, per 730 h.
+        held_objects: Entries held at the end of the period.
+        baseline_objects: Entries with a baseline (same signal kind and model, decided at write time).
+        baseline_gco2e: Their baseline write (when written in the period) plus baseline at rest accrued.
+        compared_gco2e: The same entries' own write plus at rest accrued (what the baseline is compared with).
+        stale_objects: Entries whose estimate used stale or fallback grid data.
+        marginal_objects: Entries estimated on a marginal signal (the others are average).
+        market_objects: Entries on backends with a market-based factor.
+        market_gco2e: Their write plus at rest accrued, on the market-based factor instead of the grid's.
+        intensity_sum: The sum of the grid intensities the writes used (divide by ``writes``).
+        first_write: The earliest write in scope (without buckets).
+        last_write: The latest write in scope (without buckets).
+    """
+
+    key: tuple[str | None, ...]
+    bucket: int | None
+    objects: int
+    bytes: int
+    writes: int
+    write_gco2e: float
+    at_rest_gco2e: float
+    gco2e_month: float
+    held_objects: int
+    baseline_objects: int
+    baseline_gco2e: float
+    compared_gco2e: float
+    stale_objects: int
+    marginal_objects: int
+    market_objects: int
+    market_gco2e: float
+    intensity_sum: float
+    first_write: datetime | None = None
+    last_write: datetime | None = None
+
+
+class LedgerObject(NamedTuple):
+    """One ledger entry with its figures for a period: what :meth:`Catalog.aggregate` sums.
+
+    Attributes:
+        entry: The catalog entry, as committed (and closed, if it was).
+        held_seconds: How long it was held inside the period.
+        written_in_period: Its write falls in the period (so ``entry.write_gco2e`` counts).
+        at_rest_gco2e: At-rest carbon accrued in the period.
+        baseline_gco2e: The baseline's write (when it counts) plus its at rest over the same time;
+            ``None`` without a baseline.
+        market_gco2e: The market-based figure, when its backend declares a factor.
+    """
+
+    entry: CatalogEntry
+    held_seconds: float
+    written_in_period: bool
+    at_rest_gco2e: float
+    baseline_gco2e: float | None
+    market_gco2e: float | None
 
 
 # -- shared grid cache --------------------------------------------------------------------------

@@ -67,6 +67,7 @@ from .errors import (
 from .model import Backend, CarbonPlacementDecision, CatalogEntry, EntryState, GridDataSource, SignalKind, utcnow
 from .placement import GreenPlacementService
 from .ports import Catalog, ObjectInfo, Placement, StorageTarget, WriteStream
+from .reporting.baseline import baseline_for
 from .streams import AbandonableWriter
 
 if TYPE_CHECKING:
@@ -318,6 +319,9 @@ class GreenRouter:
             entry point named after the backend's provider.
         on_overwrite: ``"keep"`` rewrites an existing path on its current backend; ``"replace"``
             places it afresh and deletes the old copy after the commit.
+        baseline: The backend every write is compared with in the carbon ledger (``[report] baseline``);
+            by default the first backend the placement service lists.
+        clock: Gives the time of commits and deletes (each entry's at-rest period); injectable for tests.
 
     Example:
         >>> from greenroute.adapters.catalog.sqlite import SqliteCatalog
@@ -330,12 +334,15 @@ class GreenRouter:
 
     def __init__(self, placement: GreenPlacementService, catalog: Catalog, *,
                  target_factory: Callable[[Backend], StorageTarget] | None = None,
-                 on_overwrite: OnOverwrite = "keep") -> None:
+                 on_overwrite: OnOverwrite = "keep", baseline: str | None = None,
+                 clock: Callable[[], datetime] = utcnow) -> None:
         if on_overwrite not in ("keep", "replace"):
             raise ConfigError(f"expected 'keep' or 'replace', got {on_overwrite!r}", key="on_overwrite")
         self.placement = placement
         self.catalog = catalog
         self.on_overwrite: OnOverwrite = on_overwrite
+        self.baseline = baseline
+        self._clock = clock
         self._target_factory = target_factory or target_from_entry_point
         self._targets: dict[str, StorageTarget] = {}
         self._lock = threading.Lock()
@@ -350,7 +357,8 @@ class GreenRouter:
         """A router for the configuration at ``path`` (see :func:`greenroute.load_config`)."""
         cfg = path if isinstance(path, GreenrouteConfig) else load_config(path)
         on_overwrite: OnOverwrite = "replace" if cfg.on_overwrite == "replace" else "keep"
-        router = cls(cfg.build_service(), catalog_from_url(cfg.catalog_url), on_overwrite=on_overwrite)
+        router = cls(cfg.build_service(), catalog_from_url(cfg.catalog_url), on_overwrite=on_overwrite,
+                     baseline=cfg.baseline)
         router.rebalance_horizon_days = cfg.rebalance_default_horizon_days
         return router
 
@@ -617,7 +625,7 @@ class GreenRouter:
             FileNotFoundError: The path is not in the catalog.
         """
         entry = self._entry(path)
-        removed = self.catalog.remove(entry.path)
+        removed = self.catalog.remove(entry.path, at=self._clock())
         if removed is None:
             raise FileNotFoundError(2, "not in the greenroute catalog", path)
         self._delete_owned(removed)
@@ -984,10 +992,10 @@ class GreenRouter:
         entry = self._committed_entry(path, decision, info, estimate, retention_days)
         expected = seen.decision_id if seen is not None else None
         for _ in range(_MAX_COMMIT_ATTEMPTS):
-            now = utcnow()  # the at-rest period starts at the commit that succeeds
+            now = self._clock()  # the at-rest period starts at the commit that succeeds (and the old one's ends)
             entry = replace(entry, created_at=now, updated_at=now)
             try:
-                committed, replaced = self.catalog.commit(entry, expected=expected)
+                committed, replaced = self.catalog.commit(entry, expected=expected, at=now)
                 break
             except CommitConflictError as conflict:
                 current: Placement | None = conflict.current  # type: ignore[assignment]
@@ -1025,8 +1033,10 @@ class GreenRouter:
 
     def _committed_entry(self, path: str, decision: CarbonPlacementDecision, info: ObjectInfo,
                          estimate: CarbonEstimate, retention_days: float | None) -> CatalogEntry:
-        now = utcnow()
+        now = self._clock()
         grid = decision.grid
+        base = baseline_for(decision, info.size, backend=self._baseline_backend(), signals=self.placement.signals,
+                            model=self.placement.carbon_model)
         return CatalogEntry(
             path=path, backend_id=decision.backend_id, url=info.url, size=info.size, etag=info.etag,
             write_gco2e=estimate.write_gco2e, gco2e_month=estimate.at_rest_gco2e_per_month,
@@ -1035,8 +1045,21 @@ class GreenRouter:
             failovers=decision.failovers, region=decision.backend.region, grid_zone=grid.grid_zone,
             observed_at=grid.observed_at, is_estimated=grid.is_estimated, is_stale=grid.is_stale,
             fallback=decision.fallback, model_version=self.placement.carbon_model.version,
-            retention_days=retention_days,
+            retention_days=retention_days, baseline_backend=base.backend_id, baseline_write_gco2e=base.write_gco2e,
+            baseline_gco2e_month=base.gco2e_month, baseline_note=base.note,
         )
+
+    def _baseline_backend(self) -> Backend | None:
+        """The ledger's baseline backend (``None`` when it is not registered: the note says so)."""
+        if self.baseline is None:
+            backends = self.placement.backends
+            if not backends:
+                return None
+            self.baseline = backends[0].id
+        try:
+            return self.placement.backend(self.baseline)
+        except KeyError:
+            return None
 
     def _estimate(self, decision: CarbonPlacementDecision, size: int, retention_days: float | None) -> CarbonEstimate:
         return self.placement.carbon_model.estimate(size, provider=decision.backend.provider,
