@@ -6,7 +6,9 @@ every request after 50 ms. The service is built from a TOML config, as a user wo
 base_url`` pointed at the fake, and three backends in regions the fake serves.
 
 * **Slow API:** each repeat builds a fresh service (empty caches, no connections) and times its
-  first decision, then a second one (warm). The fake counts the upstream requests.
+  first decision, then a second one (warm). The fake counts the upstream requests. The build
+  itself (``load_config(...).build_service()``) is timed too: the first in the process scans the
+  entry points, later ones use ``greenroute.plugins``' cache.
 * **Hung API:** the fake never answers. Each repeat builds a fresh service and times its first
   decision, which must fall back to the embedded data within the configured ``time_budget_ms``
   plus 50 ms; then a second decision (the failed source is skipped during its backoff).
@@ -75,7 +77,9 @@ def _decide(config: Path, services: list[GreenPlacementService]) -> dict[str, An
     The service is appended to ``services`` and closed by the caller once the fake has stopped:
     closing it while a hung call is in flight would close that call's socket under it.
     """
+    start = clock()
     service = load_config(config).build_service()
+    build_ms = (clock() - start) / 1e6
     services.append(service)
     start = clock()
     first = service.select_greenest_backend(None, 1 << 20)
@@ -83,7 +87,8 @@ def _decide(config: Path, services: list[GreenPlacementService]) -> dict[str, An
     start = clock()
     second = service.select_greenest_backend(None, 1 << 20)
     second_ms = (clock() - start) / 1e6
-    return {"first_ms": first_ms, "second_ms": second_ms, "first_source": first.grid.source.value,
+    return {"build_ms": build_ms, "first_ms": first_ms, "second_ms": second_ms,
+            "first_source": first.grid.source.value,
             "first_fallback": first.fallback, "second_source": second.grid.source.value}
 
 
@@ -95,6 +100,7 @@ def run(ctx: Context) -> Section:
     section.params = {"api_delay_ms": API_DELAY_S * 1000, "repeats": repeats, "budgets_ms": list(budgets),
                       "regions": list(REGIONS), "source": "electricitymaps (fake, real HTTP)"}
     section.table = [("case", "case"), ("budget_ms", "budget (ms)"), ("n", "n"),
+                     ("build_first_ms", "first build (ms)"), ("build_p50_ms", "later builds p50 (ms)"),
                      ("first_p50_ms", "first decision p50 (ms)"), ("first_max_ms", "first max (ms)"),
                      ("second_p50_ms", "second decision p50 (ms)"), ("upstream_per_decision", "upstream requests"),
                      ("served_by", "first served by"), ("within_budget", "within budget + 50 ms")]
@@ -109,6 +115,12 @@ def run(ctx: Context) -> Section:
             else:
                 os.environ[KEY_VAR] = previous
     slow_row = section.rows[0]
+    build = section.extra.get("build_profile") or []
+    if build:
+        section.notes.append(
+            f"A service build after the first (entry points cached) takes {slow_row['build_p50_ms']:.0f} ms; "
+            f"cProfile puts {build[0]['share']:.0%} of one build in {build[0]['function']} "
+            f"({build[0]['own_ms']:.0f} ms).")
     section.notes.append(
         f"Slow API: a cold decision makes {slow_row['upstream_per_decision']:g} upstream requests for "
         f"{len(REGIONS)} regions (Electricity Maps' carbon-intensity/latest, then power-breakdown/latest for the "
@@ -150,6 +162,7 @@ def _measure_with(section: Section, tmp: Path, repeats: int, budgets: tuple[floa
         result["upstream"] = fake.count() - before
         slow.append(result)
     section.rows.append(_row("slow API (50 ms per request)", 250.0, slow))
+    section.extra["build_profile"] = _build_profile(slow_config, services)
     # Hung API: no answer until the fake stops.
     fake.clear_faults()
     fake.inject("*", FaultKind.HANG, hang_seconds=3600.0)
@@ -165,9 +178,28 @@ def _measure_with(section: Section, tmp: Path, repeats: int, budgets: tuple[floa
         section.rows.append(_row("hung API", budget, hung[budget]))
 
 
+def _build_profile(config: Path, services: list[GreenPlacementService], top: int = 5) -> list[dict[str, Any]]:
+    """cProfile's costliest functions (own time) in one warm ``load_config(...).build_service()``."""
+    import cProfile
+    import pstats
+
+    prof = cProfile.Profile()
+    prof.enable()
+    services.append(load_config(config).build_service())
+    prof.disable()
+    raw: dict[Any, Any] = pstats.Stats(prof).stats  # type: ignore[attr-defined]
+    total = sum(v[2] for v in raw.values()) or 1.0
+    rows = [{"function": f"{Path(file).name}:{line}({name})", "own_ms": tottime * 1000, "share": tottime / total}
+            for (file, line, name), (_cc, _n, tottime, _cum, _callers) in raw.items()]
+    rows.sort(key=lambda r: -r["own_ms"])
+    return rows[:top]
+
+
 def _row(case: str, budget: float, results: list[dict[str, Any]]) -> dict[str, Any]:
     firsts = [r["first_ms"] for r in results]
-    return {"case": case, "budget_ms": budget, "n": len(results), "first_p50_ms": statistics.median(firsts),
+    return {"case": case, "budget_ms": budget, "n": len(results), "build_first_ms": results[0]["build_ms"],
+            "build_p50_ms": statistics.median(r["build_ms"] for r in results[1:] or results),
+            "first_p50_ms": statistics.median(firsts),
             "first_max_ms": max(firsts), "second_p50_ms": statistics.median(r["second_ms"] for r in results),
             "upstream_per_decision": statistics.median(r["upstream"] for r in results),
             "served_by": "/".join(sorted({r["first_source"] for r in results})),
