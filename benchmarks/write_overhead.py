@@ -9,8 +9,9 @@ key:
   write with the carbon metadata;
 * ``greenroute:// pipe``: ``fsspec.filesystem("greenroute", config=...).pipe_file``, when the
   ``greenroute://`` filesystem imports and round-trips (otherwise skipped, with the reason);
-* on S3 only, ``boto3 put_object`` (plain boto3) and ``greenroute.boto3_client put_object``, when
-  the drop-in client imports and round-trips.
+* ``greenroute.boto3_client put_object``, when the drop-in client imports and round-trips, compared
+  with ``GreenRouter.write`` (what the drop-in adds to the router) and, on S3, with ``boto3
+  put_object`` (plain boto3).
 
 Each router comes from a TOML config in a temporary directory with ``[placement] sources =
 ["embedded"]``, one backend of the kind, and ``[catalog] url = "sqlite:///<tmp>/catalog.db"``.
@@ -199,7 +200,8 @@ def _variants(kind: Kind, size: int, data: bytes, gfs: Any, plain_s3: Any, gclie
 
 PAIRS = (("GreenRouter.write", "direct fsspec"), ("greenroute:// pipe", "direct fsspec"),
          ("greenroute.boto3_client put_object", "boto3 put_object"),
-         ("GreenRouter.write", "direct fsspec + metadata"))
+         ("GreenRouter.write", "direct fsspec + metadata"),
+         ("greenroute.boto3_client put_object", "GreenRouter.write"))
 
 
 def _rows(kind: str, size: int, samples: dict[str, list[int]]) -> list[dict[str, Any]]:
@@ -307,16 +309,15 @@ def run(ctx: Context) -> Section:
                 gfs = None
                 section.skip(f"greenroute:// vs direct fsspec on {kind.name}", _describe(exc))
             plain_s3 = gclient = None
-            if kind.name == "s3":
+            try:
+                gclient = greenroute_boto3(kind.config)
+            except Exception as exc:  # noqa: BLE001 - reported as a skipped pair
+                section.skip(f"greenroute.boto3_client put_object on {kind.name}", _describe(exc))
+            if kind.name == "s3" and gclient is not None:  # the plain side alone compares nothing
                 import boto3
 
                 assert ctx.moto_endpoint is not None
                 plain_s3 = boto3.client("s3", **boto3_kwargs(ctx.moto_endpoint))
-                try:
-                    gclient = greenroute_boto3(kind.config)
-                except Exception as exc:  # noqa: BLE001 - reported as a skipped pair
-                    section.skip("greenroute.boto3_client vs boto3 put_object on s3", _describe(exc))
-                    plain_s3 = None  # the plain side alone compares nothing
             for size, local_rounds, s3_rounds in plan:
                 rounds = s3_rounds if kind.name == "s3" else local_rounds
                 data = os.urandom(size)

@@ -29,9 +29,8 @@ from ._shaping import (
     Shaper,
     quote_etag,
     response_metadata,
-    result_etag,
     user_metadata,
-    write_metadata,
+    write_response,
 )
 
 __all__ = ["PartsReader", "Uploads", "spooler"]
@@ -212,8 +211,7 @@ class Uploads:
             with self._lock:
                 self._uploads.pop(upload.upload_id, None)
             upload.discard()
-        return {"Location": result.url, "Bucket": upload.bucket, "Key": upload.key,
-                "ETag": result_etag(self._router, result), "ResponseMetadata": write_metadata(result)}
+        return write_response(result, Location=result.url, Bucket=upload.bucket, Key=upload.key)
 
     def abort(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """Drop an upload and its parts (``AbortMultipartUpload``); nothing was placed or recorded."""

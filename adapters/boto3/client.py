@@ -74,10 +74,11 @@ from ._shaping import (
     Shaper,
     entry_etag,
     payload,
+    quote_etag,
     response_metadata,
-    result_etag,
     user_metadata,
     write_metadata,
+    write_response,
 )
 
 __all__ = ["GreenS3Client"]
@@ -240,7 +241,7 @@ class GreenS3Client:
         finally:
             if spool is not None:
                 spool.close()
-        return {"ETag": result_etag(self.router, result), "ResponseMetadata": write_metadata(result)}
+        return write_response(result)
 
     def create_multipart_upload(self, **params: Any) -> dict[str, Any]:
         """Begin a multipart upload; nothing is placed or recorded until it completes."""
@@ -295,7 +296,7 @@ class GreenS3Client:
                 result = self.router.copy(src, dst)
         committed = self.router.lookup(dst)
         modified = committed.updated_at if committed is not None else utcnow()
-        return {"CopyObjectResult": {"ETag": result_etag(self.router, result), "LastModified": modified},
+        return {"CopyObjectResult": {"ETag": quote_etag(result.etag), "LastModified": modified},
                 "ResponseMetadata": write_metadata(result)}
 
     def _copy_source(self, source: Any) -> tuple[str, str]:
