@@ -17,8 +17,9 @@ import pytest
 from tests.rebalance.helpers import s3_backend, write_config
 from tests.servers.local import LocalServer, create_s3_bucket
 
-from greenroute import GreenRouter
+from greenroute import GreenRouter, load_config
 from greenroute.adapters.catalog.sqlite import SqliteCatalog
+from greenroute.errors import ConfigError
 from greenroute.model import Backend, EntryState, Provider
 from greenroute.placement import GreenPlacementService
 from greenroute.rebalance import Mover, RebalancePlan
@@ -257,3 +258,17 @@ root = "{(tmp_path / 'clean').as_uri()}"
         assert list(report.unreachable) == ["s3-doomed"]
         assert {router.lookup(f"ns/s3-{i}.bin").backend_id for i in range(6)} == {"s3-doomed"}  # type: ignore[union-attr]
         assert all(router.read(f"ns/file-{i}.bin") == DATA for i in range(6))
+
+
+def test_the_default_horizon_comes_from_the_config(tmp_path: Path) -> None:
+    config = write_config(tmp_path, [], {"us-west-2": 100.0}, horizon_days=42)
+    with GreenRouter.from_config(config) as router:
+        assert router.rebalance_horizon_days == 42.0
+    assert load_config(write_config(tmp_path, [], {}, horizon_days=None)).rebalance_default_horizon_days == 365.0
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[rebalance]\ndefault_horizon = 30\n")
+    with pytest.raises(ConfigError, match="did you mean 'default_horizon_days'"):
+        load_config(bad)
+    bad.write_text("[rebalance]\ndefault_horizon_days = -1\n")
+    with pytest.raises(ConfigError, match=r"rebalance\.default_horizon_days"):
+        load_config(bad)

@@ -14,11 +14,12 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from tests.fakes import FakeElectricityMaps
+from tests.fakes import FakeElectricityMaps, FakeWattTime
 
 from greenroute import GreenRouter
 from greenroute.adapters.catalog.sqlite import SqliteCatalog
 from greenroute.adapters.grid.electricitymaps import ElectricityMapsApiStrategy
+from greenroute.adapters.grid.watttime import WattTimeGridApiStrategy, lbs_per_mwh_to_g_per_kwh
 from greenroute.cli import main
 from greenroute.model import Backend, Provider, SignalKind, utcnow
 from greenroute.placement import GreenPlacementService
@@ -50,8 +51,7 @@ def _planned(router: GreenRouter, count: int = 3) -> RebalancePlan:
     for i in range(count):
         router.write(f"logs/{i}.bin", bytes([i]) * 200_000, candidates=["dirty"], retention_days=365)
     plan = router.rebalance_plan()
-    assert len(plan.moves) == count and plan.signal is SignalKind.AVERAGE
-    assert plan.grid["dirty"]["source"] == "electricitymaps"
+    assert len(plan.moves) == count
     return plan
 
 
@@ -68,6 +68,7 @@ def test_the_window_is_the_forecast_minimum(tmp_path: Path, em: FakeElectricityM
     em.set_forecast("SE-SE3", list(SE))
     with _router(tmp_path, em) as router:
         plan = _planned(router)
+        assert plan.grid["dirty"]["source"] == "electricitymaps" and plan.signal is SignalKind.AVERAGE
         times = _forecast_times(em)
         before = em.count("/v3/carbon-intensity/forecast")
         window = choose_window(router, plan, 12)
@@ -176,3 +177,29 @@ root = "{(tmp_path / 'clean').as_uri()}"
     assert main(["rebalance", "apply", str(plan_file), "--config", str(config), "--window-hours", "4"]) == 0
     out = capsys.readouterr().out
     assert "embedded profile" in out and "electricitymaps forecast" in out and "moved 1," in out
+
+
+def test_a_marginal_plan_takes_its_window_from_the_watttime_forecast(tmp_path: Path) -> None:
+    # 5-minute points for 6 hours; both regions are cleanest for exactly the fourth hour (points 36-47).
+    def series(base: float, low: float) -> list[float | None]:
+        return [low if 36 <= i < 48 else base for i in range(72)]
+
+    with FakeWattTime() as wt:
+        wt.set_forecast("BPA", series(1000.0, 400.0))
+        wt.set_forecast("CAISO_NORTH", series(100.0, 50.0))
+        client = WattTimeGridApiStrategy(username=wt.username, password=wt.password, base_url=wt.url, max_retries=0)
+        backends = [Backend(id="dirty", provider=Provider.FILE, region="us-west-2",
+                            root=(tmp_path / "dirty").as_uri(), pue=1.2, watttime_region="BPA"),
+                    Backend(id="clean", provider=Provider.FILE, region="us-west-1",
+                            root=(tmp_path / "clean").as_uri(), pue=1.1, watttime_region="CAISO_NORTH")]
+        signals = GridSignals([client], signal=SignalKind.MARGINAL, time_budget_seconds=5.0)
+        with GreenRouter(GreenPlacementService(backends, signals=signals),
+                         SqliteCatalog(tmp_path / "catalog.db")) as router:
+            plan = _planned(router, 2)
+            assert plan.signal is SignalKind.MARGINAL and plan.grid["dirty"]["source"] == "watttime"
+            window = choose_window(router, plan, 6)
+            points = client.forecast("us-west-2", 6, zone="BPA").points
+        assert window.source == "watttime forecast" and window.signal is SignalKind.MARGINAL
+        assert window.start == points[36].point_time and window.end == points[48].point_time
+        assert dict(window.intensities) == pytest.approx({"dirty": lbs_per_mwh_to_g_per_kwh(400.0),
+                                                          "clean": lbs_per_mwh_to_g_per_kwh(50.0)})
