@@ -77,9 +77,12 @@ __all__ = [
     "ForecastSource",
     "KeptObject",
     "MoveCarbon",
+    "MoveFailedError",
     "MoveOutcome",
+    "MoveSkippedError",
     "Mover",
     "PlannedMove",
+    "RebalanceError",
     "RebalancePlan",
     "Window",
     "apply",
@@ -833,12 +836,17 @@ class ApplyReport:
                 "outcomes": [o.to_dict() for o in self.outcomes]}
 
 
-class _Skip(Exception):
-    """Internal: this move is given up safely; the message says why."""
+class RebalanceError(GreenrouteError):
+    """A planned move cannot go on; the object stays where it was, and its message says why."""
 
 
-class _Fail(Exception):
-    """Internal: this move went wrong; the message says why."""
+class MoveSkippedError(RebalanceError):
+    """The move was given up safely and a later plan may try again (the path changed, a destination
+    holds something else, a write there may be in flight)."""
+
+
+class MoveFailedError(RebalanceError):
+    """The move went wrong (the copy did not verify, the metadata has no room for the move record)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -888,23 +896,23 @@ class Mover:
                 return outcome("moved", note, self._recorded_gco2e(move))
             if live is None or live.decision_id != move.decision_id:
                 self._discard_copy(move)
-                raise _Skip("deleted since the plan" if live is None else
+                raise MoveSkippedError("deleted since the plan" if live is None else
                             f"changed since the plan (now decision {live.decision_id[:12]})")
             dead = self._dead(move.from_backend, move.to_backend)
             if dead:
-                raise _Skip(dead)
+                raise MoveSkippedError(dead)
             copied = self.copy(move)
             entry = self.commit(move, copied)
             if entry is None:
                 self._discard_copy(move)
-                raise _Skip("changed since the plan (another write committed first)")
+                raise MoveSkippedError("changed since the plan (another write committed first)")
             note = self._finish(move, resumed=False)
             gco2e = json.loads(entry.moves[-1])["gco2e"] if entry.moves else 0.0
             return outcome("moved", ("reused the copy of an interrupted run; " if copied.reused else "") + note,
                            float(gco2e))
-        except _Skip as exc:
+        except MoveSkippedError as exc:
             return outcome("skipped", str(exc))
-        except _Fail as exc:
+        except MoveFailedError as exc:
             return outcome("failed", str(exc))
         except TargetUnavailableError as exc:
             backend = exc.backend_id or move.to_backend
@@ -925,21 +933,23 @@ class Mover:
         wait for a later run.
 
         Raises:
-            _Skip, _Fail: (internal) the move cannot go on; ``run`` reports them.
+            MoveSkippedError: The source changed, or the destination holds a foreign object or a
+                recent write of another decision.
+            MoveFailedError: The copy did not verify (it was removed), or no room for the move record.
             OSError: A target failed.
         """
         source = self.router.target(move.from_backend)
         target = self.router.target(move.to_backend)
         info = source.stat(move.path)
         if info.metadata.get("greenroute_decision") != move.decision_id:
-            raise _Skip("the source object holds another write's bytes")
+            raise MoveSkippedError("the source object holds another write's bytes")
         if info.size != move.size:
-            raise _Skip(f"the source object is {info.size} bytes, the plan says {move.size}")
+            raise MoveSkippedError(f"the source object is {info.size} bytes, the plan says {move.size}")
         existing = _stat_or_none(target, move.path)
         if existing is not None:
             holder = existing.metadata.get("greenroute_decision")
             if holder is None:
-                raise _Skip(f"{move.to_backend} holds an object at this path that greenroute did not write")
+                raise MoveSkippedError(f"{move.to_backend} holds an object at this path that greenroute did not write")
             age = _age_seconds(existing)
             if holder == move.move_id and existing.size == move.size and age is not None \
                     and age < REUSE_WITHIN_SECONDS:
@@ -947,7 +957,7 @@ class Mover:
                 if (existing.size, _digest(target, move.path)[1]) == (size, digest):
                     return Copied(existing, size, digest, True)
             elif holder != move.move_id and (age is None or age < IN_FLIGHT_SECONDS):
-                raise _Skip(f"{move.to_backend} has a recent write of this path that may be in flight")
+                raise MoveSkippedError(f"{move.to_backend} has a recent write of this path that may be in flight")
         metadata = self._metadata(move, info)
         with source.open_read(move.path) as stream:
             hashing = _HashingReader(stream)
@@ -960,13 +970,13 @@ class Mover:
         """Read the copy back and compare its size and SHA-256 with the source's; remove it if they differ.
 
         Raises:
-            _Fail: (internal) they differ.
+            MoveFailedError: They differ.
         """
         target = self.router.target(move.to_backend)
         size, digest = _digest(target, move.path)
         if copied.size != move.size or size != copied.size or digest != copied.sha256:
             target.delete_if(move.path, move.move_id)
-            raise _Fail(f"verification failed: source {copied.size} bytes sha256 {copied.sha256[:16]}, "
+            raise MoveFailedError(f"verification failed: source {copied.size} bytes sha256 {copied.sha256[:16]}, "
                         f"copy {size} bytes sha256 {digest[:16]}")
 
     def commit(self, move: PlannedMove, copied: Copied) -> CatalogEntry | None:
@@ -1077,7 +1087,8 @@ class Mover:
             if _metadata_bytes(md) <= _MAX_METADATA_BYTES:
                 return md
             brief = brief[1:]  # the oldest moves are still in the ledger
-        raise _Fail(f"the object's metadata leaves no room for the move record within {_MAX_METADATA_BYTES} bytes")
+        raise MoveFailedError(f"the object's metadata leaves no room for the move record within "
+                              f"{_MAX_METADATA_BYTES} bytes")
 
     def _entry(self, move: PlannedMove, copied: Copied, live: CatalogEntry) -> CatalogEntry:
         placement = self.router.placement
