@@ -13,7 +13,7 @@ def test_all_is_sorted_and_complete() -> None:
     public = {n for n in dir(greenroute) if not n.startswith("_")}
     modules = {"carbon", "cli", "config", "embedded", "errors", "events", "model", "placement", "ports",
                "profiles", "scoring", "signals", "data", "adapters", "health", "router", "demo", "streams",
-               "plugins", "rebalance"}
+               "plugins", "rebalance", "reporting"}
     assert public - modules - set(exported) == set()
 
 

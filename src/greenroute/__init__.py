@@ -112,7 +112,8 @@ _EXPORTS = {
 #: Submodules reachable as attributes of the package without importing them first.
 _SUBMODULES = frozenset({
     "adapters", "carbon", "cli", "config", "demo", "embedded", "errors", "events", "health", "model",
-    "placement", "plugins", "ports", "profiles", "rebalance", "router", "scoring", "signals", "streams",
+    "placement", "plugins", "ports", "profiles", "rebalance", "reporting", "router", "scoring", "signals",
+    "streams",
 })
 
 
