@@ -109,13 +109,6 @@ _EXPORTS = {
     "load_config": "config",
 }
 
-#: Submodules reachable as attributes of the package without importing them first.
-_SUBMODULES = frozenset({
-    "adapters", "carbon", "cli", "config", "demo", "embedded", "errors", "events", "health", "model",
-    "placement", "plugins", "ports", "profiles", "rebalance", "reporting", "router", "scoring", "signals",
-    "streams",
-})
-
 
 def __getattr__(name: str) -> object:
     module = _EXPORTS.get(name)
@@ -123,8 +116,12 @@ def __getattr__(name: str) -> object:
         value = getattr(_importlib.import_module(f"{__name__}.{module}"), name)
         globals()[name] = value  # later lookups are plain module attributes
         return value
-    if name in _SUBMODULES:
-        return _importlib.import_module(f"{__name__}.{name}")
+    if not name.startswith("__"):  # a submodule, as `greenroute.router`, imported on first access
+        try:
+            return _importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{name}":
+                raise
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
