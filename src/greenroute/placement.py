@@ -418,7 +418,7 @@ _new_tuple = tuple.__new__
 
 # Decision ids are stamped on every object and are the catalog entry's key, so they must be unique
 # across the fleet, but they need not be secret: 64 random bits per process and a 64-bit counter
-# cost a fifth of os.urandom(16).hex() per id. A forked child draws a new prefix.
+# cost about half of os.urandom(16).hex() (a system call) per id. A forked child draws a new prefix.
 _ID_PREFIX = os.urandom(8).hex()
 _ID_COUNTER = itertools.count()
 
@@ -433,7 +433,8 @@ def _new_id_prefix() -> None:
     _ID_COUNTER = itertools.count()
 
 
-os.register_at_fork(after_in_child=_new_id_prefix)
+if hasattr(os, "register_at_fork"):  # POSIX; elsewhere a child process imports this module afresh
+    os.register_at_fork(after_in_child=_new_id_prefix)
 
 
 def _objective(value: Objective | str | None, default: Objective) -> Objective:
