@@ -33,6 +33,7 @@ from greenroute import (
 from greenroute.adapters.catalog.sqlite import SqliteCatalog
 from greenroute.adapters.storage.file import FileTarget
 from greenroute.adapters.storage.memory import MemoryTarget
+from greenroute.errors import InvalidMetadataError
 from greenroute.ports import METADATA_KEYS, ObjectInfo, StorageTarget
 from greenroute.router import target_from_entry_point
 
@@ -143,8 +144,9 @@ def test_bad_paths_are_rejected_before_anything_is_written(make_router: Factory,
                                       {"k": "v" * 3000}])
 def test_bad_user_metadata_is_rejected(make_router: Factory, metadata: dict[str, Any]) -> None:
     router, targets = make_router()
-    with pytest.raises(InvalidPathError):
+    with pytest.raises(InvalidMetadataError, match="invalid metadata") as info:
         router.write("ns/key", b"data", metadata=metadata)
+    assert isinstance(info.value, ValueError) and not isinstance(info.value, InvalidPathError)
     assert router.list() == [] and router.catalog.pending() == []
     assert all(t.writes == 0 for t in targets.values())
 

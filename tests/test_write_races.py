@@ -30,11 +30,11 @@ class HookedCatalog(SqliteCatalog):
         super().__init__(path)
         self.before_commit: Callable[[], None] | None = None
 
-    def commit(self, entry: CatalogEntry, *, expected: str | None) -> Any:
+    def commit(self, entry: CatalogEntry, *, expected: str | None, **options: Any) -> Any:
         hook, self.before_commit = self.before_commit, None
         if hook is not None:
             hook()
-        return super().commit(entry, expected=expected)
+        return super().commit(entry, expected=expected, **options)
 
 
 def _backends(root: Path) -> list[Backend]:

@@ -20,7 +20,7 @@ from typing import Any, BinaryIO, Protocol
 
 from fsspec.asyn import AbstractAsyncStreamedFile  # type: ignore[import-untyped]
 
-from greenroute.errors import GreenrouteError, InvalidPathError, NoEligibleBackendError
+from greenroute.errors import GreenrouteError, InvalidMetadataError, InvalidPathError, NoEligibleBackendError
 from greenroute.model import CarbonPlacementDecision, CatalogEntry
 from greenroute.router import WriteResult
 from greenroute.streams import AbandonableWriter
@@ -30,6 +30,7 @@ __all__ = [
     "GreenRouteAsyncReadFile",
     "GreenRouteReadFile",
     "GreenRouteWriteFile",
+    "InvalidFsMetadataError",
     "InvalidFsPathError",
     "NoEligibleBackendFsError",
     "ProgressReader",
@@ -65,6 +66,21 @@ class InvalidFsPathError(InvalidPathError, OSError):
         return type(self), (self.path, self.why)
 
 
+class InvalidFsMetadataError(InvalidMetadataError, OSError):
+    """Caller metadata greenroute will not store, at the filesystem boundary (``errno.EINVAL``; also a ValueError)."""
+
+    def __init__(self, key: str, why: str) -> None:
+        super().__init__(key, why)
+        self.errno = errno.EINVAL
+        self.strerror = str(self.args[0])
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.key, self.why)
+
+
 class NoEligibleBackendFsError(NoEligibleBackendError, OSError):
     """No backend may take this write (each candidate's reason is kept in :attr:`reasons`)."""
 
@@ -84,6 +100,8 @@ def oserrors(path: str) -> Iterator[None]:
         raise
     except InvalidPathError as exc:
         raise InvalidFsPathError(exc.path, exc.why) from exc
+    except InvalidMetadataError as exc:
+        raise InvalidFsMetadataError(exc.key, exc.why) from exc
     except NoEligibleBackendError as exc:
         raise NoEligibleBackendFsError(exc.reasons) from exc
     except GreenrouteError as exc:

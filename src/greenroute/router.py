@@ -59,6 +59,7 @@ from .errors import (
     CommitConflictError,
     ConcurrentWriteError,
     ConfigError,
+    InvalidMetadataError,
     InvalidPathError,
     NoEligibleBackendError,
     StorageError,
@@ -1093,8 +1094,9 @@ class GreenRouter:
         })
         total = sum(len(k.encode()) + len(v.encode()) for k, v in md.items())
         if total > MAX_METADATA_BYTES:
-            raise InvalidPathError(path, f"metadata would take {total} bytes, over S3's {MAX_METADATA_BYTES}-byte "
-                                         "limit (shorten the path or the caller's metadata)")
+            raise InvalidMetadataError(next(iter(user), "greenroute_path"),
+                                       f"the metadata of {path!r} would take {total} bytes, over S3's "
+                                       f"{MAX_METADATA_BYTES}-byte limit (shorten the path or the caller's metadata)")
         return md
 
     def _metadata_at_close(self, path: str, decision: CarbonPlacementDecision, retention_days: float | None,
@@ -1257,10 +1259,10 @@ def _user_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
     out: dict[str, str] = {}
     for key, value in metadata.items():
         if not isinstance(key, str) or not _USER_KEY.match(key) or key.startswith("greenroute_"):
-            raise InvalidPathError(str(key), "metadata keys are lowercase letters, digits and '_', start with a "
-                                             "letter, at most 64 long, and not 'greenroute_*' (Azure and S3 rules)")
+            raise InvalidMetadataError(str(key), "metadata keys are lowercase letters, digits and '_', start with a "
+                                                 "letter, at most 64 long, and not 'greenroute_*' (Azure and S3 rules)")
         if not isinstance(value, str):
-            raise InvalidPathError(key, f"metadata values are strings, got {type(value).__name__}")
+            raise InvalidMetadataError(key, f"metadata values are strings, got {type(value).__name__}")
         out[key] = value
     return out
 

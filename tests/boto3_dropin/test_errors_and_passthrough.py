@@ -19,7 +19,7 @@ from tests.servers.fixtures import moto_server_factory  # noqa: F401
 from tests.servers.local import MOTO_KEY, MOTO_SECRET, LocalServer
 
 from greenroute.adapters.boto3 import client as boto3_client
-from greenroute.errors import InvalidPathError
+from greenroute.errors import InvalidMetadataError, InvalidPathError
 
 
 def test_missing_keys_fail_as_on_s3(fleet: Fleet) -> None:
@@ -86,7 +86,7 @@ def test_metadata_and_parameters_greenroute_cannot_honour(fleet: Fleet) -> None:
     with pytest.raises(ClientError) as bad_key:
         s3.put_object(Bucket="lake", Key="m.txt", Body=b"x", Metadata={"uploaded-by": "etl"})
     assert bad_key.value.response["Error"]["Code"] == "InvalidArgument"
-    assert isinstance(bad_key.value.__cause__, InvalidPathError)
+    assert isinstance(bad_key.value.__cause__, InvalidMetadataError)
     for refused in ({"ACL": "public-read"}, {"SSECustomerAlgorithm": "AES256", "SSECustomerKey": "k" * 32},
                     {"IfNoneMatch": "*"}, {"ServerSideEncryption": "aws:kms"}):
         with pytest.raises(ClientError) as err:

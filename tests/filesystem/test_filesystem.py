@@ -30,6 +30,7 @@ from greenroute import InvalidPathError, NoEligibleBackendError, load_config
 from greenroute.adapters.fsspec.filesystem import (
     GreenRouteFileSystem,
     GreenRouteWriteFile,
+    InvalidFsMetadataError,
     InvalidFsPathError,
     NoEligibleBackendFsError,
 )
@@ -450,8 +451,9 @@ def test_invalid_paths_are_oserrors_and_valueerrors(fs: GreenRouteFileSystem) ->
             fs.pipe_file(bad, b"x")
         assert isinstance(info.value, OSError) and isinstance(info.value, ValueError)
         assert isinstance(info.value.__cause__, InvalidPathError) and info.value.errno == 22
-    with pytest.raises(InvalidFsPathError, match="metadata keys"):
+    with pytest.raises(InvalidFsMetadataError, match="invalid metadata 'Bad-Key': metadata keys") as bad_md:
         fs.pipe_file("lake/x", b"x", metadata={"Bad-Key": "v"})
+    assert isinstance(bad_md.value, OSError) and isinstance(bad_md.value, ValueError) and bad_md.value.errno == 22
 
 
 def test_no_eligible_backend_is_an_oserror(fs: GreenRouteFileSystem) -> None:
