@@ -49,7 +49,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, TypeVar
@@ -62,8 +62,9 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from greenroute.errors import CatalogError, CatalogUnavailableError, CommitConflictError, ConfigError
 from greenroute.model import CatalogEntry, EntryState, utcnow
-from greenroute.ports import Placement
+from greenroute.ports import LedgerObject, LedgerQuery, LedgerTotals, Placement
 
+from . import _ledger
 from ._rows import COLUMNS, entry_from_row, prefix_end, row_from_entry
 
 __all__ = ["SCHEMA_VERSION", "PostgresCatalog", "PostgresSettings", "from_url"]
@@ -417,6 +418,7 @@ class PostgresCatalog:
         self._select = f"SELECT {cols} FROM {s}.entries"
         marks = ", ".join(["%s"] * len(_ALL))
         self._row = f"ROW({marks})::{s}.entries"
+        self._dialect = _ledger.POSTGRES.with_table(f"{s}.entries")
         self._migrate()
         self._open_pool()
 
@@ -490,7 +492,8 @@ class PostgresCatalog:
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)
 
-    def _query(self, doing: str, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+    def _query(self, doing: str, sql: str,
+               params: Sequence[object] | Mapping[str, object] = ()) -> list[tuple[Any, ...]]:
         def run(conn: psycopg.Connection[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
             return conn.execute(sql, params).fetchall()
 
@@ -770,6 +773,25 @@ class PostgresCatalog:
                 return
             last = rows[-1]
             after = tuple(last[COLUMNS.index(k)] for k in key)
+
+    def aggregate(self, query: LedgerQuery) -> builtins.list[LedgerTotals]:
+        """The ledger's sums for ``query``, computed by PostgreSQL (see :mod:`._ledger`); a few rows come back."""
+        sql, params = _ledger.totals_sql(query, self._dialect)
+        return _ledger.totals_from_rows(query, self._query("summing the ledger", sql, params))
+
+    def ledger(self, query: LedgerQuery) -> Iterator[LedgerObject]:
+        """One row per ledger entry in ``query``'s scope, oldest first, a page at a time by key."""
+        after: tuple[object, object] | None = None
+        while True:
+            sql, params = _ledger.objects_sql(query, self._dialect, after=after, limit=_PAGE)
+            rows = self._query("reading the ledger", sql, params)
+            for row in rows:
+                item = _ledger.object_from_row(row)
+                if item is not None:
+                    yield item
+            if len(rows) < _PAGE:
+                return
+            after = (rows[-1][COLUMNS.index("created_at")], rows[-1][COLUMNS.index("decision_id")])
 
     def clear(self) -> None:
         """Drop every entry, history included."""
