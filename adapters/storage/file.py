@@ -130,9 +130,10 @@ class FileTarget(FsspecTarget):
 
     @contextlib.contextmanager
     def _locked(self, full: str) -> Iterator[None]:
-        """Hold the folder's lock file: an object's final rename and a conditional delete never interleave,
-        across threads and processes (``flock`` conflicts between open file descriptions)."""
-        fd = os.open(os.path.join(os.path.dirname(full), _TMP_PREFIX + "lock"), os.O_RDWR | os.O_CREAT, 0o644)
+        """Lock the object's folder: its final rename and a conditional delete never interleave, across
+        threads and processes (``flock`` on the folder itself, so no lock file is left beside the objects;
+        flocks conflict between open file descriptions, so threads of one process exclude each other too)."""
+        fd = os.open(os.path.dirname(full), os.O_RDONLY | os.O_DIRECTORY)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
