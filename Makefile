@@ -6,6 +6,7 @@ PIP := $(PY) -m pip
 CONSTRAINTS := requirements/constraints.txt
 STAMP := $(VENV)/.installed-dev
 CORE_STAMP := $(VENV)/.installed-core
+REPORT_STAMP := $(VENV)/.installed-report
 # Azurite (Azure Blob emulator) comes from npm; moto and the GCS emulator come with the dev extra.
 TOOLS := .tools
 AZURITE := $(TOOLS)/node_modules/.bin/azurite-blob
@@ -21,7 +22,7 @@ help:
 	@echo "make bench-smoke   every benchmark at tiny sizes (~30 s); asserts nothing about timings"
 	@echo "make lock    re-resolve and pin dependencies into $(CONSTRAINTS)"
 
-# The demo needs only the core; tests need the dev extra (cloud SDKs, local servers, linters).
+# The demo needs the core (and the report extra for its HTML report); tests need the dev extra.
 $(CORE_STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --disable-pip-version-check --upgrade "pip>=24"
@@ -37,7 +38,11 @@ venv: $(STAMP)
 $(AZURITE):
 	npm install --silent --no-audit --no-fund --prefix $(TOOLS) azurite@$(AZURITE_VERSION)
 
+# Headless Chromium opens the HTML report in its test (Debian's package, installed once). Without it
+# (no root, no apt) the test skips saying why, and fails under GREENROUTE_REQUIRE_INTEGRATION=1.
 servers: $(STAMP) $(AZURITE)
+	@command -v chromium >/dev/null || (apt-get update -q && apt-get install -y -q chromium) \
+		|| echo "could not install chromium: the HTML report test will skip"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check --no-cache src adapters tests benchmarks tools
@@ -49,7 +54,11 @@ test: lint servers
 test-fast: servers
 	$(VENV)/bin/pytest -m "not slow"
 
-demo: $(CORE_STAMP)
+$(REPORT_STAMP): $(CORE_STAMP)
+	$(PIP) install --quiet --disable-pip-version-check -c $(CONSTRAINTS) -e '.[report]'
+	@touch $@
+
+demo: $(REPORT_STAMP)
 	$(VENV)/bin/greenroute demo
 
 bench: $(STAMP)

@@ -92,9 +92,12 @@ def _parser() -> argparse.ArgumentParser:
                        help="backend ids to choose from (default: all)")
     place.add_argument("--objective", choices=["score", "min_carbon"], default=None)
 
-    report = sub.add_parser("report", parents=[common], help="carbon of what the catalog holds")
+    report = sub.add_parser("report", parents=[common], help="the carbon ledger: totals, savings vs a baseline, "
+                            "time series, CSV/Parquet exports, an HTML report")
     report.add_argument("prefix", nargs="?", default="", help="only paths under this prefix")
-    report.add_argument("--by", choices=["backend", "namespace"], default="backend")
+    from .reporting.command import add_arguments as report_arguments
+
+    report_arguments(report)
 
     fsck = sub.add_parser("fsck", parents=[common], help="reconcile the catalog with the backends after crashes")
     fsck.add_argument("--older-than", type=float, default=300.0, metavar="SECONDS",
@@ -391,47 +394,9 @@ def _no_catalog(cfg: GreenrouteConfig) -> str | None:
 
 
 def _report(cfg: GreenrouteConfig, args: argparse.Namespace, out: _LazyConsole) -> int:
-    from .router import catalog_from_url
+    from .reporting.command import report_command
 
-    missing = _no_catalog(cfg)
-    entries = []
-    if missing is None:
-        catalog = catalog_from_url(cfg.catalog_url)
-        try:
-            entries = catalog.list(args.prefix)
-        finally:
-            catalog.close()
-    groups: dict[str, dict[str, float]] = {}
-    for e in entries:
-        key = e.backend_id if args.by == "backend" else e.path.split("/", 1)[0]
-        g = groups.setdefault(key, {"objects": 0, "bytes": 0, "write_gco2e": 0.0, "gco2e_month": 0.0})
-        g["objects"] += 1
-        g["bytes"] += e.size
-        g["write_gco2e"] += e.write_gco2e
-        g["gco2e_month"] += e.gco2e_month
-    totals = {k: sum(g[k] for g in groups.values()) for k in ("objects", "bytes", "write_gco2e", "gco2e_month")}
-    if args.json:
-        print(json.dumps({"by": args.by, "prefix": args.prefix, "catalog": cfg.catalog_url,
-                          "catalog_exists": missing is None, **({"message": missing} if missing else {}),
-                          "groups": groups, "totals": totals}, indent=2))
-        return 0
-    if missing is not None:
-        out.print(missing)
-        return 0
-    from rich import box
-    from rich.table import Table
-
-    unit, scale = mass_unit([totals["write_gco2e"], totals["gco2e_month"]])
-    table = Table(box=box.SIMPLE_HEAD, title=f"Carbon by {args.by}" + (f" under {args.prefix}" if args.prefix else ""))
-    for col in (args.by, "objects", "MB", f"written {unit}", f"{unit}/month"):
-        table.add_column(col, justify="left" if col == args.by else "right")
-    for key, g in sorted(groups.items(), key=lambda kv: -kv[1]["gco2e_month"]):
-        table.add_row(key, f"{g['objects']:.0f}", f"{g['bytes'] / 1e6:.2f}", sig(g["write_gco2e"] / scale),
-                      sig(g["gco2e_month"] / scale))
-    table.add_row("total", f"{totals['objects']:.0f}", f"{totals['bytes'] / 1e6:.2f}",
-                  sig(totals["write_gco2e"] / scale), sig(totals["gco2e_month"] / scale), style="bold")
-    out.print(table)
-    return 0
+    return report_command(cfg, args, lambda: out.console, missing=_no_catalog(cfg))
 
 
 def _fsck(cfg: GreenrouteConfig, args: argparse.Namespace, out: _LazyConsole) -> int:

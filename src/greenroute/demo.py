@@ -235,7 +235,8 @@ def run_demo(root: Path, *, files: int = 240, seed: int = 7, live: bool = False,
     out = None if quiet else (console or _console())
     signals = (config or load_config(None)).build_signals() if live else GridSignals([])
     service = GreenPlacementService(backends, signals=signals, carbon_model=CarbonModel())
-    router = GreenRouter(service, catalog_from_url(f"sqlite:///{root / 'catalog.db'}"), target_factory=_local_target)
+    router = GreenRouter(service, catalog_from_url(f"sqlite:///{root / 'catalog.db'}"), target_factory=_local_target,
+                         baseline=BASELINE)
     try:
         report = _write_and_verify(router, service, files, seed, out)
     finally:
@@ -248,6 +249,9 @@ def run_demo(root: Path, *, files: int = 240, seed: int = 7, live: bool = False,
                                     "pue": b.pue}
     if out is not None:
         _print(report, out)
+    from .reporting.after_demo import finish_demo  # the ledger's config beside the catalog, and the HTML report
+
+    finish_demo(root, backends, baseline=BASELINE, out=out)
     return report
 
 

@@ -8,7 +8,8 @@ every file states the units, the carbon model version, the period and the basis 
   text value is quoted, so a ``#`` inside one is safe.
 * Parquet: the same metadata as JSON in the schema's ``greenroute`` key, and each field's unit and
   description in its own field metadata.
-* JSON: ``{"report": metadata, "columns": [...], "rows": [...], "total": {...}}``.
+* JSON: ``{"report": metadata, "columns": [...], "rows": [...], "totals": {...}}`` (``totals``: the
+  whole period, zeros when the ledger has nothing in it).
 
 Rows per object (``--by object``) stream: CSV and JSON row by row, Parquet in record batches of
 10,000, so an export of a large ledger never holds it in memory. pyarrow is imported only for
@@ -24,15 +25,15 @@ import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import IO, Any, Generic, TypeVar
+from typing import IO, TYPE_CHECKING, Any, Generic, TypeVar
 
-from rich import box
-from rich.console import Console
-from rich.table import Table
-
+from .._format import mass_unit, sig
 from ..errors import ConfigError
 from ..ports import LedgerObject
-from .ledger import Report, ReportRow
+from .ledger import Report, ReportRow, zero_totals
+
+if TYPE_CHECKING:  # rich is imported only to print a table, so JSON, CSV and Parquet never load it
+    from rich.console import Console
 
 __all__ = ["FORMATS", "Column", "metadata", "object_columns", "read_csv_metadata", "row_columns",
            "write_report"]
@@ -187,14 +188,15 @@ def metadata(report: Report) -> dict[str, Any]:
     }
 
 
-def write_report(report: Report, fmt: str, out: IO[str] | IO[bytes] | Console | None, *,
+def write_report(report: Report, fmt: str, out: IO[str] | None = None, *, console: Console | None = None,
                  objects: Iterable[LedgerObject] | None = None, path: str | None = None) -> int:
     """Write ``report`` in ``fmt`` (``table``, ``json``, ``csv``, ``parquet``).
 
     Args:
         report: The report (with ``--by object``: its total and labels).
         fmt: The format.
-        out: A text stream (table, json, csv), a rich console (table), or ``None`` with ``path``.
+        out: The text stream (json, csv; a table goes to a plain console on it).
+        console: The rich console for a table.
         objects: The object rows, for ``--by object``.
         path: Where to write (required for Parquet).
 
@@ -215,15 +217,16 @@ def write_report(report: Report, fmt: str, out: IO[str] | IO[bytes] | Console | 
             raise ConfigError("Parquet is binary: name a file with --output", key="--output")
         return _parquet(report, cols, rows, path)
     if fmt == "table":
-        console = out if isinstance(out, Console) else Console(file=out, highlight=False, width=160)  # type: ignore[arg-type]
+        if console is None:
+            from rich.console import Console
+
+            console = Console(file=out, highlight=False, width=160, color_system=None)
         return _table(report, cols, rows, console)
-    stream = out if out is not None and not isinstance(out, Console) else None
-    if stream is None:
+    if out is None:
         raise ConfigError(f"{fmt} needs a text stream or --output", key="--output")
-    text: IO[str] = stream  # type: ignore[assignment]
     if fmt == "csv":
-        return _csv(report, cols, rows, text)
-    return _json(report, cols, rows, text)
+        return _csv(report, cols, rows, out)
+    return _json(report, cols, rows, out)
 
 
 # -- CSV ------------------------------------------------------------------------------------------
@@ -283,10 +286,9 @@ def _json(report: Report, cols: Sequence[Column[Any]], rows: Iterable[Any], out:
     for row in rows:
         out.write(("," if n else "") + "\n    " + json.dumps({c.name: _json_value(c.get(row)) for c in cols}))
         n += 1
-    total = None
-    if report.total is not None:
-        total = {c.name: _json_value(c.get(report.total)) for c in row_columns(report)[1:]}
-    out.write(("\n  " if n else "") + '],\n  "total": ' + json.dumps(total) + "\n}\n")
+    total = report.total if report.total is not None else ReportRow("total", zero_totals())
+    totals = {c.name: _json_value(c.get(total)) for c in row_columns(report)[1:]}
+    out.write(("\n  " if n else "") + '],\n  "totals": ' + json.dumps(totals) + "\n}\n")
     return n
 
 
@@ -341,13 +343,16 @@ _TABLE_ROWS = ("objects", "bytes", "write_gco2e", "at_rest_gco2e", "gco2e_per_mo
                "saved_gco2e", "saved_pct", "stale_or_fallback_pct", "market_gco2e")
 _TABLE_OBJECT_COLUMNS = ("path", "backend", "bytes", "write_gco2e", "at_rest_gco2e", "gco2e_per_month",
                          "baseline_gco2e", "saved_gco2e", "signal", "closed_reason")
-_HEADINGS = {"objects": "objects", "bytes": "size", "write_gco2e": "write gCO2e",
-             "at_rest_gco2e": "at rest gCO2e", "gco2e_per_month": "gCO2e/month", "baseline_gco2e": "baseline gCO2e",
-             "saved_gco2e": "saved gCO2e", "saved_pct": "saved %", "stale_or_fallback_pct": "stale/fallback %",
-             "market_gco2e": "market-based gCO2e", "closed_reason": "closed"}
+_HEADINGS = {"objects": "objects", "bytes": "size", "write_gco2e": "write\ngCO2e",
+             "at_rest_gco2e": "at rest\ngCO2e", "gco2e_per_month": "gCO2e\n/month", "baseline_gco2e": "baseline\ngCO2e",
+             "saved_gco2e": "saved\ngCO2e", "saved_pct": "saved\n%", "stale_or_fallback_pct": "stale or\nfallback %",
+             "market_gco2e": "market-\nbased gCO2e", "closed_reason": "closed"}
 
 
 def _table(report: Report, cols: Sequence[Column[Any]], rows: Iterable[Any], console: Console) -> int:
+    from rich import box
+    from rich.table import Table
+
     by_object = report.request.by.kind == "object"
     wanted = _TABLE_OBJECT_COLUMNS if by_object else _TABLE_ROWS
     shown = [cols[0], *(c for c in cols[1:] if c.name in wanted)] if not by_object else \
@@ -355,21 +360,30 @@ def _table(report: Report, cols: Sequence[Column[Any]], rows: Iterable[Any], con
     meta = metadata(report)
     title = f"Carbon by {report.request.by.label}" + (f" under {report.request.prefix}" if report.request.prefix
                                                         else "")
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, title=title, show_footer=False)
-    for c in shown:
-        table.add_column(_HEADINGS.get(c.name, c.name), justify="left" if c.kind in ("str", "time") else "right",
-                         no_wrap=c.kind != "str")
-    n = 0
-    for row in rows:
-        if by_object and n >= _TABLE_OBJECTS:
-            n += 1
-            continue
-        table.add_row(*(_cell(c, c.get(row)) for c in shown))
+    n, kept = 0, []
+    for row in rows:  # object rows stream: only the first ones are shown, the rest counted
+        if not by_object or n < _TABLE_OBJECTS:
+            kept.append(row)
         n += 1
-    if report.total is not None and not by_object and report.request.by.kind != "total":
-        total_cols = {c.name: c for c in row_columns(report)}
-        table.add_row("total", *(_cell(total_cols[c.name], total_cols[c.name].get(report.total)) for c in shown[1:]),
-                      style="bold")
+    total_cols = {c.name: c for c in row_columns(report)}
+    show_total = report.total is not None and not by_object and report.request.by.kind != "total"
+    grams = [v for c in shown if c.unit.startswith("gCO2e") for r in kept if isinstance(v := c.get(r), float)]
+    if show_total and report.total is not None:
+        grams += [v for c in shown if c.unit.startswith("gCO2e")
+                  if isinstance(v := total_cols[c.name].get(report.total), float)]
+    unit, scale = mass_unit(grams)  # one unit for the whole table
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, title=title, show_footer=False)
+    for i, c in enumerate(shown):
+        heading = _HEADINGS.get(c.name, c.name).replace("gCO2e", unit)
+        if i == 0:  # the group (or path) is what the row is about: never squeezed away
+            table.add_column(heading, justify="left", overflow="fold", min_width=min(24, 8 + 8 * by_object))
+        else:
+            table.add_column(heading, justify="left" if c.kind in ("str", "time") else "right", no_wrap=True)
+    for row in kept:
+        table.add_row(*(_cell(c, c.get(row), scale) for c in shown))
+    if show_total and report.total is not None:
+        table.add_row("total", *(_cell(total_cols[c.name], total_cols[c.name].get(report.total), scale)
+                                 for c in shown[1:]), style="bold")
     console.print(table)
     if by_object and n > _TABLE_OBJECTS:
         console.print(f"... and {n - _TABLE_OBJECTS} more objects: export them with --format csv or parquet")
@@ -397,7 +411,7 @@ def _caption(report: Report, meta: dict[str, Any]) -> str:
     return "\n".join(f"[dim]{line}[/dim]" for line in lines)
 
 
-def _cell(col: Column[Any], value: Any) -> str:
+def _cell(col: Column[Any], value: Any, scale: float) -> str:
     if value is None:
         return "–"
     if col.kind == "time":
@@ -409,7 +423,7 @@ def _cell(col: Column[Any], value: Any) -> str:
     if col.kind == "int":
         return f"{value:,}"
     if isinstance(value, float):
-        return f"{value:.4g}"
+        return sig(value / scale) if col.unit.startswith("gCO2e") else sig(value)
     return str(value)
 
 

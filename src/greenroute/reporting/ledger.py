@@ -36,6 +36,8 @@ __all__ = [
     "build_report",
     "iter_objects",
     "parse_by",
+    "sum_totals",
+    "zero_totals",
 ]
 
 #: Time buckets, finest first. ``week`` starts on Monday (ISO 8601).
@@ -303,12 +305,20 @@ class Facets:
         self.rows = rows
 
     def values(self, key: str) -> tuple[str, ...]:
+        """The distinct values of one of :attr:`KEYS`."""
         i = self.KEYS.index(key)
-        return tuple(sorted({r.key[i] for r in self.rows if r.key[i] is not None}))  # type: ignore[misc]
+        return tuple(sorted({v for r in self.rows if (v := r.key[i]) is not None}))
 
     def total(self) -> LedgerTotals | None:
         """The sum of the rows: each entry is in exactly one, so every figure adds up."""
         return sum_totals(self.rows)
+
+
+def zero_totals() -> LedgerTotals:
+    """Sums over nothing."""
+    return LedgerTotals(key=(), bucket=None, objects=0, bytes=0, writes=0, write_gco2e=0.0, at_rest_gco2e=0.0,
+                        gco2e_month=0.0, held_objects=0, baseline_objects=0, baseline_gco2e=0.0, compared_gco2e=0.0,
+                        stale_objects=0, marginal_objects=0, market_objects=0, market_gco2e=0.0, intensity_sum=0.0)
 
 
 def sum_totals(rows: Sequence[LedgerTotals], key: tuple[str | None, ...] = ()) -> LedgerTotals | None:
