@@ -28,6 +28,7 @@ NUMERIC = {
     "streaming": ("seconds", "mib_per_s", "baseline_rss_mb", "peak_rss_mb"),
     "shared_cache": ("processes",),
     "import_time": ("n", "p50_ms", "min_ms", "over_python_ms"),
+    "catalog_postgres": (),  # rows of three kinds (latency, size, throughput): no numeric field common to all
     "report_scale": ("entries", "p50_s", "min_s", "max_s"),
 }
 

@@ -53,7 +53,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
 import psycopg.errors
@@ -278,7 +278,8 @@ class PostgresSettings:
         values: dict[str, Any] = {}
         for key, text in ours.items():
             values[key] = _PARAMETERS[key](text)
-        conninfo = urlunsplit(parts._replace(scheme="postgresql", query=urlencode(rest)))
+        # libpq decodes %XX but not "+", so a space must stay %20.
+        conninfo = urlunsplit(parts._replace(scheme="postgresql", query=urlencode(rest, quote_via=quote)))
         return cls(conninfo=conninfo, **values)
 
     def where(self) -> str:

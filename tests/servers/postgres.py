@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
 import pytest
@@ -71,7 +71,9 @@ def unique_name() -> str:
 def with_params(url: str, **params: object) -> str:
     """``url`` with query parameters added (``schema=...``, ``pool_size=...``)."""
     parts = urlsplit(url)
-    query = parts.query + ("&" if parts.query and params else "") + urlencode({k: str(v) for k, v in params.items()})
+    # %20, not "+", for spaces: libpq does not decode "+".
+    added = urlencode({k: str(v) for k, v in params.items()}, quote_via=quote)
+    query = parts.query + ("&" if parts.query and params else "") + added
     return urlunsplit(parts._replace(query=query))
 
 
