@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import dataclasses
 import email.utils
+import functools
 import logging
 import math
-import os
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -36,7 +36,6 @@ import httpx
 import tenacity
 
 from greenroute import __version__
-from greenroute.config import PlacementSettings, SourceSettings
 from greenroute.embedded import RegionInfo, embedded_data
 from greenroute.errors import (
     ConfigError,
@@ -46,6 +45,8 @@ from greenroute.errors import (
     UnknownRegionError,
 )
 from greenroute.model import GridCarbonData, GridDataSource, SignalKind
+
+from ._settings import Secret, client_options, env_secret, option_float, option_int, scrub
 
 __all__ = [
     "RETRYABLE_STATUS",
@@ -74,45 +75,6 @@ RETRYABLE_STATUS: frozenset[int] = frozenset({429, 500, 502, 503, 504})
 
 _USER_AGENT = f"greenroute/{__version__} (+https://pypi.org/project/greenroute/)"
 _DETAIL_MAX = 160
-
-
-class Secret:
-    """A credential (password, token, API key) that never shows itself in a repr, str or log line.
-
-    Example:
-        >>> s = Secret("hunter2")
-        >>> repr(s), str(s), s.reveal()
-        ('Secret(<hidden>)', 'Secret(<hidden>)', 'hunter2')
-    """
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str | None) -> None:
-        self._value = value or None
-
-    def reveal(self) -> str | None:
-        """The value itself, for the one place that sends it."""
-        return self._value
-
-    def __bool__(self) -> bool:
-        return self._value is not None
-
-    def __repr__(self) -> str:
-        return "Secret(<hidden>)" if self._value is not None else "Secret(<unset>)"
-
-    __str__ = __repr__
-
-    def __reduce__(self) -> Any:  # never pickle a credential into a cache or a queue
-        raise TypeError("a Secret cannot be pickled")
-
-
-def scrub(text: str, secrets: Iterable[Secret | str | None]) -> str:
-    """``text`` with every non-empty secret value replaced by ``***``."""
-    for secret in secrets:
-        value = secret.reveal() if isinstance(secret, Secret) else secret
-        if value:
-            text = text.replace(value, "***")
-    return text
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,14 +224,20 @@ class ApiClient:
         self.policy = policy
         self.log = logger
         self._owns_client = client is None
-        self._client = client if client is not None else httpx.Client(
-            timeout=httpx.Timeout(timeout_seconds if timeout_seconds is not None else 10.0),
-            headers={"User-Agent": _USER_AGENT, "Accept": "application/json"},
-            follow_redirects=False,
-        )
+        self._given = client
+        self._default_timeout = timeout_seconds if timeout_seconds is not None else 10.0
         self._timeout: httpx.Timeout | None = (
             httpx.Timeout(timeout_seconds) if timeout_seconds is not None else None
         )
+
+    @functools.cached_property
+    def _client(self) -> httpx.Client:
+        """The HTTP client, made on the first request (loading its CA bundle costs tens of milliseconds)."""
+        if self._given is not None:
+            return self._given
+        return httpx.Client(timeout=httpx.Timeout(self._default_timeout),
+                            headers={"User-Agent": _USER_AGENT, "Accept": "application/json"},
+                            follow_redirects=False)
 
     def url(self, path: str) -> str:
         """The absolute URL of ``path`` under the base URL."""
@@ -309,7 +277,7 @@ class ApiClient:
 
     def close(self) -> None:
         """Close the HTTP client if this object created it."""
-        if self._owns_client:
+        if self._owns_client and "_client" in self.__dict__:
             self._client.close()
 
 
@@ -459,56 +427,3 @@ def parse_time(value: Any) -> datetime | None:
 
 
 # -- settings helpers ---------------------------------------------------------------------------
-
-
-def env_secret(settings: SourceSettings, key: str, default_var: str) -> Secret:
-    """The secret in the environment variable that option ``key`` names (``default_var`` if unset)."""
-    var = settings.options.get(key, default_var)
-    if not isinstance(var, str) or not var:
-        raise ConfigError("expected the name of an environment variable", key=f"sources.{settings.name}.{key}")
-    return Secret(os.environ.get(var) or None)
-
-
-def env_var_name(settings: SourceSettings, key: str, default_var: str) -> str:
-    """The environment variable name that option ``key`` names (``default_var`` if unset)."""
-    var = settings.options.get(key, default_var)
-    return var if isinstance(var, str) and var else default_var
-
-
-def option_float(settings: SourceSettings, key: str, default: float | None) -> float | None:
-    """Numeric option ``key`` as a float, or ``default``."""
-    value = settings.options.get(key)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise ConfigError(f"expected a number >= 0, got {value!r}", key=f"sources.{settings.name}.{key}")
-    return float(value)
-
-
-def option_int(settings: SourceSettings, key: str, default: int) -> int:
-    """Integer option ``key``, or ``default``."""
-    value = option_float(settings, key, None)
-    if value is None:
-        return default
-    if value != int(value):
-        raise ConfigError(f"expected a whole number, got {value!r}", key=f"sources.{settings.name}.{key}")
-    return int(value)
-
-
-def client_options(settings: SourceSettings, placement: PlacementSettings, *,
-                   default_base_url: str) -> dict[str, Any]:
-    """The options every grid client shares, validated from its ``[sources.NAME]`` table.
-
-    ``base_url`` (an http(s) URL), ``timeout_seconds``, ``cache_ttl_seconds`` (default: the
-    ``[placement]`` TTL) and ``max_retries`` (default 3), as keyword arguments for the client.
-    """
-    base_url = settings.options.get("base_url", default_base_url)
-    if not isinstance(base_url, str):
-        raise ConfigError("expected an http:// or https:// URL", key=f"sources.{settings.name}.base_url")
-    ttl = option_float(settings, "cache_ttl_seconds", placement.cache_ttl_seconds)
-    return {
-        "base_url": base_url,
-        "timeout_seconds": option_float(settings, "timeout_seconds", None),
-        "cache_ttl_seconds": ttl if ttl is not None else placement.cache_ttl_seconds,
-        "max_retries": option_int(settings, "max_retries", 3),
-    }

@@ -49,7 +49,6 @@ from ._http import (
     Secret,
     client_options,
     env_secret,
-    env_var_name,
     error_for_status,
     mapped_zone,
     number,
@@ -58,6 +57,7 @@ from ._http import (
     transport_error,
     unknown_region,
 )
+from ._settings import env_var_name
 
 __all__ = [
     "DEFAULT_BASE_URL",

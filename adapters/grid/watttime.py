@@ -44,7 +44,6 @@ from ._http import (
     Secret,
     client_options,
     env_secret,
-    env_var_name,
     error_for_status,
     mapped_zone,
     number,
@@ -53,6 +52,7 @@ from ._http import (
     transport_error,
     unknown_region,
 )
+from ._settings import env_var_name
 
 __all__ = [
     "DEFAULT_BASE_URL",
