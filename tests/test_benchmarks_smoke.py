@@ -30,6 +30,7 @@ NUMERIC = {
     "import_time": ("n", "p50_ms", "min_ms", "over_python_ms"),
     "catalog_postgres": (),  # rows of three kinds (latency, size, throughput): no numeric field common to all
     "report_scale": ("entries", "p50_s", "min_s", "max_s"),
+    "bulk_async": ("objects", "size_bytes", "sequential_ms", "bulk_ms", "ratio", "speedup", "s3fs_bulk_ms"),
 }
 
 
