@@ -19,8 +19,18 @@ import boto3
 import pytest
 from tests.filesystem.conftest import GREENEST, OTHER, unique_name, write_config
 from tests.filesystem.proxy import CountingProxy
-from tests.servers.fixtures import moto_server_factory  # noqa: F401
-from tests.servers.local import MOTO_KEY, MOTO_SECRET, LocalServer, create_s3_bucket, s3_storage_options
+from tests.servers.fixtures import gcs_server, moto_server_factory  # noqa: F401
+from tests.servers.local import (
+    MOTO_KEY,
+    MOTO_SECRET,
+    LocalServer,
+    azure_storage_options,
+    create_azure_container,
+    create_gcs_bucket,
+    create_s3_bucket,
+    gcs_storage_options,
+    s3_storage_options,
+)
 
 from greenroute import GreenRouter, load_config
 from greenroute.adapters.catalog.sqlite import SqliteCatalog
@@ -176,6 +186,32 @@ def test_xb_reserves_the_path_while_the_stream_is_open(memory_config: Path) -> N
     with fs.open("lake/y.bin", "xb") as again:
         again.write(b"second try")
     assert fs.cat_file("lake/y.bin") == b"second try" and fs.router.catalog.pending() == []
+
+
+def test_gcs_and_azure_store_and_read_with_their_own_coroutines(tmp_path: Path, gcs_server: LocalServer,  # noqa: F811
+                                                                  azurite_server: LocalServer) -> None:
+    bucket, container = unique_name(), unique_name()
+    create_gcs_bucket(gcs_server.endpoint, bucket)
+    create_azure_container(azurite_server.endpoint, container)
+    config = write_config(tmp_path, {GREENEST: ("gcs", f"gs://{bucket}/data", gcs_storage_options(gcs_server.endpoint)),
+                                     OTHER: ("azure", f"az://{container}/data",
+                                             azure_storage_options(azurite_server.endpoint))})
+    objects = payloads(12, "lake/clouds")
+
+    async def main() -> dict[str, bytes]:
+        fs = GreenRouteFileSystem(config=str(config), asynchronous=True, metadata={"team": "data"})
+        await asyncio.gather(*(fs._pipe_file(p, v, candidates=[(GREENEST, OTHER)[i % 2]])
+                               for i, (p, v) in enumerate(objects.items())))
+        assert await fs._cat_file("lake/clouds/001.bin", start=5, end=9) == objects["lake/clouds/001.bin"][5:9]
+        return dict(await fs._cat(list(objects)))
+
+    assert asyncio.run(main()) == objects
+    fs = GreenRouteFileSystem(config=str(config))
+    for i, path in enumerate(objects):
+        entry = fs.router.lookup(path)
+        assert entry is not None and entry.backend_id == (GREENEST, OTHER)[i % 2]
+        metadata = fs.router.target(entry.backend_id).stat(path).metadata  # asked of GCS and Azure themselves
+        assert metadata["greenroute_decision"] == entry.decision_id and metadata["team"] == "data"
 
 
 # -- concurrency, counted at the server -------------------------------------------------------
