@@ -49,7 +49,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Itera
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from importlib.metadata import entry_points
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, Generic, Literal, TypeVar
 
 from .carbon import CarbonEstimate
@@ -67,6 +66,7 @@ from .errors import (
 )
 from .model import Backend, CarbonPlacementDecision, CatalogEntry, EntryState, GridDataSource, SignalKind, utcnow
 from .placement import GreenPlacementService
+from .plugins import load_entry_point
 from .ports import Catalog, ObjectInfo, Placement, StorageTarget, WriteStream
 from .reporting.baseline import baseline_for
 from .streams import AbandonableWriter
@@ -1214,28 +1214,31 @@ def target_from_entry_point(backend: Backend) -> StorageTarget:
     Raises:
         ConfigError: No installed adapter serves that provider (install the extra, e.g. ``greenroute[s3]``).
     """
-    for ep in entry_points(group=TARGET_ENTRY_POINTS):
-        if ep.name == backend.provider.value:
-            try:
-                factory: Callable[[Backend], StorageTarget] = ep.load()
-            except ImportError as exc:
-                extra = {"s3": "s3", "gcs": "gcs", "azure": "azure"}.get(backend.provider.value)
-                hint = f"pip install 'greenroute[{extra}]'" if extra else "reinstall greenroute"
-                raise ConfigError(f"the {backend.provider.value} target cannot be imported ({exc}); {hint}",
-                                  key=f"backends.{backend.id}") from exc
-            return factory(backend)
-    raise ConfigError(f"no storage target installed for provider {backend.provider.value!r}",
-                      key=f"backends.{backend.id}")
+    provider = backend.provider.value
+    try:
+        factory: Callable[[Backend], StorageTarget] | None = load_entry_point(TARGET_ENTRY_POINTS, provider)
+    except ImportError as exc:
+        extra = {"s3": "s3", "gcs": "gcs", "azure": "azure"}.get(provider)
+        hint = f"pip install 'greenroute[{extra}]'" if extra else "reinstall greenroute"
+        raise ConfigError(f"the {provider} target cannot be imported ({exc}); {hint}",
+                          key=f"backends.{backend.id}") from exc
+    if factory is None:
+        raise ConfigError(f"no storage target installed for provider {provider!r}", key=f"backends.{backend.id}")
+    return factory(backend)
 
 
 def catalog_from_url(url: str) -> Catalog:
     """Open the catalog named by ``url`` with the ``greenroute.catalogs`` entry point of its scheme."""
     scheme = url.split(":", 1)[0]
-    for ep in entry_points(group=CATALOG_ENTRY_POINTS):
-        if ep.name == scheme:
-            factory: Callable[[str], Catalog] = ep.load()
-            return factory(url)
-    raise ConfigError(f"no catalog installed for {scheme!r} URLs", key="catalog.url")
+    try:
+        factory: Callable[[str], Catalog] | None = load_entry_point(CATALOG_ENTRY_POINTS, scheme)
+    except ImportError as exc:
+        extra = "postgres" if scheme in ("postgresql", "postgres") else None
+        hint = f"pip install 'greenroute[{extra}]'" if extra else "reinstall greenroute"
+        raise ConfigError(f"the {scheme} catalog cannot be imported ({exc}); {hint}", key="catalog.url") from exc
+    if factory is None:
+        raise ConfigError(f"no catalog installed for {scheme!r} URLs", key="catalog.url")
+    return factory(url)
 
 
 def _path_problem(path: str, target: StorageTarget) -> str | None:
