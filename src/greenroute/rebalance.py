@@ -897,7 +897,7 @@ class Mover:
             if live is None or live.decision_id != move.decision_id:
                 self._discard_copy(move)
                 raise MoveSkippedError("deleted since the plan" if live is None else
-                            f"changed since the plan (now decision {live.decision_id[:12]})")
+                            f"changed since the plan (now decision {live.decision_id})")
             dead = self._dead(move.from_backend, move.to_backend)
             if dead:
                 raise MoveSkippedError(dead)
