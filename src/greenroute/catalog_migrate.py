@@ -122,7 +122,8 @@ def _bulk(catalog: Catalog, role: str) -> BulkCatalog:
 
 
 def migrate(source: Catalog, target: Catalog, *, batch: int = BATCH,
-            progress: Callable[[int], None] | None = None) -> MigrationReport:
+            progress: Callable[[int], None] | None = None,
+            verifying: Callable[[int], None] | None = None) -> MigrationReport:
     """Copy every entry of ``source`` into ``target``, then verify.
 
     Args:
@@ -130,6 +131,7 @@ def migrate(source: Catalog, target: Catalog, *, batch: int = BATCH,
         target: The catalog to copy into (entries it already has are left as they are).
         batch: Entries per transaction in the target.
         progress: Called with the number of source entries handled after each batch.
+        verifying: Called with the number of source entries compared, every few thousand.
 
     Returns:
         What was copied and what the verification found (see :attr:`MigrationReport.verified`).
@@ -148,12 +150,13 @@ def migrate(source: Catalog, target: Catalog, *, batch: int = BATCH,
         report.copied += dst.import_entries(chunk)
         if progress is not None:
             progress(len(chunk))
-    verify(src, dst, report)
+    verify(src, dst, report, progress=verifying)
     report.already_present = report.source_entries - report.copied - report.missing_count
     return report
 
 
-def verify(source: BulkCatalog, target: BulkCatalog, report: MigrationReport | None = None) -> MigrationReport:
+def verify(source: BulkCatalog, target: BulkCatalog, report: MigrationReport | None = None, *,
+           progress: Callable[[int], None] | None = None) -> MigrationReport:
     """Compare the two catalogs entry by entry (a merge of both in decision-id order), with checksums."""
     report = report if report is not None else MigrationReport()
     src_hash, dst_hash = hashlib.sha256(), hashlib.sha256()
@@ -163,6 +166,8 @@ def verify(source: BulkCatalog, target: BulkCatalog, report: MigrationReport | N
     extra = 0
     for mine in source.entries():
         count += 1
+        if progress is not None and count % 1000 == 0:
+            progress(1000)
         data = canonical(mine)
         src_hash.update(data)
         while current is not None and current.decision_id < mine.decision_id:
@@ -183,6 +188,8 @@ def verify(source: BulkCatalog, target: BulkCatalog, report: MigrationReport | N
     while current is not None:
         extra += 1
         current = next(theirs, None)
+    if progress is not None and count % 1000:
+        progress(count % 1000)
     report.source_entries = count
     report.target_entries = count - report.missing_count + extra
     report.source_checksum = src_hash.hexdigest()
@@ -209,11 +216,17 @@ def migrate_command(cfg: Any, args: Any) -> int:
         target = catalog_from_url(target_url)
         try:
             total = source.count_all()
-            columns = (TextColumn("copying entries"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+            columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
             # The bar goes to stderr, and only on a terminal: piped output stays the report alone.
             with Progress(*columns, console=err, disable=args.json or not err.is_terminal, transient=True) as bar:
-                task = bar.add_task("copy", total=total)
-                report = migrate(source, target, progress=lambda n: bar.advance(task, n))
+                copying = bar.add_task("copying entries", total=total)
+                checking = bar.add_task("verifying", total=total, start=False)
+
+                def verifying(n: int) -> None:
+                    bar.start_task(checking)
+                    bar.advance(checking, n)
+
+                report = migrate(source, target, progress=lambda n: bar.advance(copying, n), verifying=verifying)
         finally:
             target.close()
     finally:
