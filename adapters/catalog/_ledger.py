@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 
 from greenroute.errors import ConfigError
 from greenroute.ports import LEDGER_KEYS, MONTH_US, LedgerObject, LedgerQuery, LedgerTotals
@@ -54,6 +55,7 @@ class Dialect:
         same: SQL for a null-safe equality of two expressions.
         materialized: What makes a CTE computed once (SQLite otherwise copies the timestamp expressions
             into every use, and a report takes 20 times as long).
+        month_number: SQL for ``year * 12 + month`` (UTC) of a time in integer microseconds.
         table: The entries table's (qualified) name.
     """
 
@@ -62,6 +64,7 @@ class Dialect:
     prefix: Callable[[int], str]
     namespace: str
     same: Callable[[str, str], str]
+    month_number: Callable[[str], str]
     materialized: str = ""
     table: str = "entries"
 
@@ -98,6 +101,8 @@ SQLITE = Dialect(
     prefix=lambda depth: f"greenroute_prefix(path, {int(depth)})",
     namespace="CASE WHEN instr(path, '/') > 0 THEN substr(path, 1, instr(path, '/') - 1) ELSE '' END",
     same=lambda a, b: f"{a} IS {b}",
+    month_number=lambda us: (f"(CAST(strftime('%Y', ({us}) / 1000000, 'unixepoch') AS INTEGER) * 12"
+                             f" + CAST(strftime('%m', ({us}) / 1000000, 'unixepoch') AS INTEGER))"),
     materialized="MATERIALIZED ",
 )
 
@@ -107,6 +112,8 @@ POSTGRES = Dialect(
     prefix=lambda depth: f"COALESCE(substring(path from '^((?:[^/]*/){{1,{int(depth)}}})'), '')",
     namespace="CASE WHEN strpos(path, '/') > 0 THEN split_part(path, '/', 1) ELSE '' END",
     same=lambda a, b: f"{a} IS NOT DISTINCT FROM {b}",
+    month_number=lambda us: (f"CAST(EXTRACT(YEAR FROM to_timestamp(({us}) / 1000000.0) AT TIME ZONE 'UTC') * 12"
+                             f" + EXTRACT(MONTH FROM to_timestamp(({us}) / 1000000.0) AT TIME ZONE 'UTC') AS BIGINT)"),
 )
 
 
@@ -227,6 +234,9 @@ FROM z{group}"""
     starts = [micros(b) for b in q.buckets]
     if any(b >= a for a, b in zip(starts[1:], starts, strict=False)) or starts[-1] >= micros(q.until):
         raise ConfigError("time buckets must start in ascending order, before the end of the period", key="buckets")
+    index = _bucket_index(q, d, p)
+    if index is not None:
+        return _fast_buckets(q, d, p, scope, ks, index), p.values
     bounds = [*starts, micros(q.until)]
     values = ", ".join(f"({p.bigint(i)}, {p.bigint(t)})" for i, t in enumerate(bounds))
     last = p.bigint(len(starts))
@@ -286,6 +296,96 @@ FROM seg JOIN bnd ON {join}"""
     return sql, p.values
 
 
+def _bucket_index(q: LedgerQuery, d: Dialect, p: _Params) -> Callable[[str], str] | None:
+    """SQL giving the bucket of a time (µs) by arithmetic, when the buckets allow: ``-1`` before the first.
+
+    Buckets after the first (which may start with the period, anywhere) must be all of one width
+    (seconds to weeks) or consecutive calendar months in UTC; otherwise ``None``, and the sweep runs.
+    """
+    starts = [micros(b) for b in q.buckets]
+    first = p.bigint(starts[0])
+    if len(starts) == 1:
+        return lambda t: f"CASE WHEN {t} < {first} THEN -1 ELSE 0 END"
+    second = p.bigint(starts[1])
+    widths = {b - a for a, b in pairwise(starts[1:])}
+    if len(widths) <= 1:
+        width = p.bigint(widths.pop() if widths else micros(q.until) - starts[1])
+        return lambda t: (f"CASE WHEN {t} < {first} THEN -1 WHEN {t} < {second} THEN 0 "
+                          f"ELSE 1 + ({t} - {second}) / {width} END")
+    months = [b.astimezone(UTC) for b in q.buckets[1:]]
+    numbers = [m.year * 12 + m.month for m in months]
+    if all(m == m.replace(day=1, hour=0, minute=0, second=0, microsecond=0) for m in months) and \
+            numbers == list(range(numbers[0], numbers[0] + len(numbers))):
+        base = p.bigint(numbers[0])
+        return lambda t: (f"CASE WHEN {t} < {first} THEN -1 WHEN {t} < {second} THEN 0 "
+                          f"ELSE 1 + {d.month_number(t)} - {base} END")
+    return None
+
+
+#: (name, expression per entry) of what a start adds to the entries held, and an end takes away.
+_HELD = (("n", "1"), ("sz", "sz"), ("st", "st"), ("hb", "hb"), ("mg", "mg"), ("hm", "hm"))
+_RATES = (("r", "r"), ("rb", "hb * br"), ("rc", "hb * r"), ("rm", "mq * r"))
+_WRITES = (("w", "w"), ("wb", "hb * bw"), ("wc", "hb * w"), ("wm", "mq * w"), ("wi", "i"))
+
+
+def _fast_buckets(q: LedgerQuery, d: Dialect, p: _Params, scope: str, ks: list[str],
+                  index: Callable[[str], str]) -> str:
+    """Time buckets in one scan: starts and ends summed per bucket, then running sums over the buckets.
+
+    With ``H`` what is held when bucket ``k`` starts (the running sum of starts minus ends before it)
+    and ``R`` the at-rest rate, the carbon accrued in ``[b_k, b_k+1)`` is
+    ``R_end (b_k+1 - F) - R_start (b_k - F) - sum over its events of (t - F) dR``, by parts, with
+    every time taken from the first bucket's start ``F`` to keep the products small. An end exactly
+    at a bucket's start belongs to the bucket before (``index(c - 1)``), as in the sweep.
+    """
+    starts = [micros(b) for b in q.buckets]
+    ends = [*starts[1:], micros(q.until)]
+    rows = [(-1, starts[0], starts[0]), *((i, a, b) for i, (a, b) in enumerate(zip(starts, ends, strict=True)))]
+    values = ", ".join(f"({p.bigint(i)}, {p.bigint(a)}, {p.bigint(b)})" for i, a, b in rows)
+    f, until = p.bigint(starts[0]), p.bigint(micros(q.until))
+    kcols = "".join(k + ", " for k in ks)
+    group = f"GROUP BY {kcols}bi"
+    held = ", ".join(f"SUM({e}) AS {n}" for n, e in _HELD)
+    rates = ", ".join(f"SUM({e}) AS {n}, SUM({e} * (s - {f})) AS t{n}" for n, e in _RATES)
+    writes = ", ".join(f"SUM({e}) AS {n}" for n, e in _WRITES)
+    end_rates = ", ".join(f"SUM({e}) AS {n}, SUM({e} * (c - {f})) AS t{n}" for n, e in _RATES)
+    same = " AND ".join(d.same(f"{{t}}.{k}", f"grid.{k}") for k in ks)
+
+    def joined(t: str) -> str:
+        return f"{same.format(t=t)} AND {t}.bi = grid.bi" if ks else f"{t}.bi = grid.bi"
+
+    zero = "COALESCE({t}.{n}, 0)"
+    deltas = ", ".join(f"{zero.format(t='sb', n=n)} - {zero.format(t='eb', n=n)} AS d{n}"
+                       for n, _ in (*_HELD, *_RATES))
+    sums = ", ".join(f"{zero.format(t='sb', n=n)} AS s{n}" for n, _ in (*_HELD, *_WRITES))
+    events = ", ".join(f"{zero.format(t='sb', n='t' + n)} - {zero.format(t='eb', n='t' + n)} AS e{n}"
+                       for n, _ in _RATES)
+    part = f"PARTITION BY {', '.join(ks)} " if ks else ""
+    running = ", ".join(f"SUM(d{n}) OVER win AS c{n}" for n, _ in (*_HELD, *_RATES))
+
+    def accrued(n: str) -> str:  # by parts; c = running rate at the bucket's end, c - d = at its start
+        return f"(c{n} * (te - {f}) - (c{n} - d{n}) * (tb - {f}) - e{n}) / {_MONTH}"
+
+    def overlapping(n: str) -> str:  # held when the bucket starts, plus started in it
+        return f"c{n} - d{n} + s{n}"
+
+    distinct = f"SELECT DISTINCT {', '.join(ks)} FROM y" if ks else "SELECT 1 AS one"
+    return f"""WITH {scope},
+b(bi, tb, te) AS (VALUES {values}),
+g AS ({distinct}),
+grid AS (SELECT {''.join(f"g.{k}, " for k in ks)}b.bi, b.tb, b.te FROM g CROSS JOIN b),
+sb AS (SELECT {kcols}{index("s")} AS bi, {held}, {rates}, {writes} FROM y {group}),
+eb AS (SELECT {kcols}{index("c - 1")} AS bi, {held}, {end_rates}
+       FROM y WHERE c IS NOT NULL AND c <= {until} {group}),
+j AS (SELECT {''.join(f"grid.{k}, " for k in ks)}grid.bi, grid.tb, grid.te, {deltas}, {sums}, {events}
+      FROM grid LEFT JOIN sb ON {joined("sb")} LEFT JOIN eb ON {joined("eb")}),
+w AS (SELECT j.*, {running} FROM j WINDOW win AS ({part}ORDER BY bi ROWS UNBOUNDED PRECEDING))
+SELECT {kcols}bi, {overlapping("n")}, {overlapping("sz")}, sn, sw, {accrued("r")}, cr, cn, {overlapping("hb")},
+       swb + {accrued("rb")}, swc + {accrued("rc")}, {overlapping("st")}, {overlapping("mg")}, {overlapping("hm")},
+       swm + {accrued("rm")}, swi
+FROM w WHERE bi >= 0"""
+
+
 def totals_from_rows(q: LedgerQuery, rows: Iterable[Sequence[object]]) -> list[LedgerTotals]:
     """The rows of :func:`totals_sql` as :class:`LedgerTotals`, sorted by key (``None`` first), then bucket."""
     n = len(q.keys)
@@ -328,7 +428,9 @@ def objects_sql(q: LedgerQuery, d: Dialect, *, after: tuple[object, object] | No
     columns = ", ".join(COLUMNS)
     keyset = ""
     if after is not None:
-        keyset = f"(created_at > {p(after[0])} OR (created_at = {p(after[0])} AND decision_id > {p(after[1])}))"
+        # The first term alone is a range on the created_at index; an OR of the two would scan every page.
+        at, last = p(after[0]), p(after[1])
+        keyset = f"created_at >= {at} AND (created_at > {at} OR decision_id > {last})"
     scope = _scope(q, d, p, [], extra_columns=f"{columns}, ", page=(keyset, p.bigint(limit)))
     sql = f"""WITH {scope},
 z AS (SELECT y.*, CASE WHEN e > lo THEN (e - lo) / {_MONTH} ELSE 0 END AS m,

@@ -42,11 +42,13 @@ def row_from_entry(e: CatalogEntry, *, timestamps_as_text: bool = True) -> tuple
 
 def entry_from_row(r: tuple[object, ...] | list[object]) -> CatalogEntry:
     """The entry for a row in :data:`COLUMNS` order."""
+    # Ledger exports map every entry of a large catalog: enum members come from dicts (calling an
+    # enum costs microseconds) and numbers that already are floats are not converted again.
     return CatalogEntry(
-        decision_id=str(r[0]), path=str(r[1]), state=EntryState(str(r[2])), backend_id=str(r[3]), url=str(r[4]),
-        size=int(str(r[5])), etag=_text(r[6]), write_gco2e=float(str(r[7])), gco2e_month=float(str(r[8])),
-        carbon_intensity_g_per_kwh=float(str(r[9])), signal=SignalKind(str(r[10])),
-        source=GridDataSource(str(r[11])), failovers=_lines(r[12]), created_at=_time(r[13]) or datetime.min,
+        decision_id=str(r[0]), path=str(r[1]), state=_STATES[str(r[2])], backend_id=str(r[3]), url=str(r[4]),
+        size=r[5] if type(r[5]) is int else int(str(r[5])), etag=_text(r[6]), write_gco2e=_float(r[7]),
+        gco2e_month=_float(r[8]), carbon_intensity_g_per_kwh=_float(r[9]), signal=_SIGNALS[str(r[10])],
+        source=_SOURCES[str(r[11])], failovers=_lines(r[12]), created_at=_time(r[13]) or datetime.min,
         updated_at=_time(r[14]) or datetime.min, region=_text(r[15]), grid_zone=_text(r[16]),
         observed_at=_time(r[17]), is_estimated=bool(r[18]), is_stale=bool(r[19]), fallback=bool(r[20]),
         model_version=_text(r[21]), retention_days=_number(r[22]), baseline_backend=_text(r[23]),
@@ -55,12 +57,21 @@ def entry_from_row(r: tuple[object, ...] | list[object]) -> CatalogEntry:
     )
 
 
+_STATES = {s.value: s for s in EntryState}
+_SIGNALS = {s.value: s for s in SignalKind}
+_SOURCES = {s.value: s for s in GridDataSource}
+
+
 def _text(value: object) -> str | None:
     return None if value is None else str(value)
 
 
+def _float(value: object) -> float:
+    return value if type(value) is float else float(str(value))
+
+
 def _number(value: object) -> float | None:
-    return None if value is None else float(str(value))
+    return None if value is None else _float(value)
 
 
 def _lines(value: object) -> tuple[str, ...]:
@@ -71,4 +82,4 @@ def _lines(value: object) -> tuple[str, ...]:
 def _time(value: object) -> datetime | None:
     if value is None or isinstance(value, datetime):
         return value
-    return datetime.fromisoformat(str(value))
+    return datetime.fromisoformat(value if type(value) is str else str(value))

@@ -159,6 +159,16 @@ def test_the_cli_writes_every_format(router: GreenRouter, clock: FrozenClock, tm
     assert main([*common, "--since", "2026-03-02T11:00Z", "--by", "namespace"]) == 0
     text = capsys.readouterr().out
     assert "Carbon by namespace" in text and "lake" in text and "location-based" in text
+    # with --html, the table by backend comes from the HTML's own query: the same figures
+    capsys.readouterr()
+    assert main([*common, "--json"]) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert main([*common, "--json", "--html", str(tmp_path / "r.html")]) == 0
+    with_html = json.loads(capsys.readouterr().out)
+    assert with_html["html"] == str(tmp_path / "r.html") and (tmp_path / "r.html").read_text().count("<svg") == 4
+    assert with_html["rows"] == plain["rows"] and with_html["totals"] == plain["totals"]
+    assert main([*common, "--by", "total", "--json", "--html", str(tmp_path / "t.html")]) == 0
+    assert json.loads(capsys.readouterr().out)["totals"] == plain["totals"]
     assert main([*common, "--by", "colour"]) == 2
     assert "cannot group by 'colour'" in capsys.readouterr().err
     assert main([*common, "--format", "parquet"]) == 2  # binary: needs --output

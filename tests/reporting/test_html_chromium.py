@@ -103,7 +103,7 @@ class _Svgs(html.parser.HTMLParser):
 def report_html(tmp_path: Path, router: GreenRouter, clock: FrozenClock) -> Path:
     scenario(router, clock)
     request = ReportRequest(until=T0 + timedelta(hours=10), market_factors={"green-north": 5.0})
-    return write_html(router.catalog, request, tmp_path / "report.html")
+    return write_html(router.catalog, request, tmp_path / "report.html")[0]
 
 
 def test_the_html_is_self_contained(report_html: Path) -> None:

@@ -93,3 +93,45 @@ def test_ledger_pages_through_every_entry_once(catalog: Catalog) -> None:
     late = list(catalog.ledger(LedgerQuery(since=at(4.5), until=at(100))))  # the second page holds most of these
     assert [o.entry.decision_id for o in late] == [f"d{i:05d}" for i in range(n)]
     assert sum(o.written_in_period for o in late) == n - 4500
+
+
+@pytest.mark.parametrize("unit", ["hour", "month"])
+def test_bucket_arithmetic_and_the_event_sweep_agree(catalog: Catalog, unit: str) -> None:
+    """Even buckets (and calendar months) are found by arithmetic; any other list runs the sweep."""
+    import random
+
+    rng = random.Random(3)
+    span = timedelta(days=200) if unit == "month" else timedelta(hours=30)
+    for i in range(60):
+        start = T0 + span * rng.random()
+        catalog.commit(make_entry(f"ns{i % 3}/{i}", f"d{i:03d}", backend=f"b{i % 2}", created_at=start,
+                                  gco2e_month=rng.random(), write_gco2e=rng.random(), size=rng.randint(1, 99),
+                                  region=None if i % 4 else "r", is_stale=i % 5 == 0,
+                                  baseline_write_gco2e=rng.random() if i % 3 else None,
+                                  baseline_gco2e_month=rng.random() if i % 3 else None), expected=None)
+        if i % 2:
+            catalog.remove(f"ns{i % 3}/{i}", at=start + span * rng.random() / 3)
+    since, until = T0 + span / 7, T0 + span
+    if unit == "month":
+        starts = [since] + [datetime(2026, m, 1, tzinfo=UTC) for m in range(7, 12)]
+    else:
+        starts = [since] + [T0.replace(minute=0) + timedelta(hours=h) for h in range(5, 30)]
+    even = LedgerQuery(until=until, since=since, keys=("backend", "region"), buckets=tuple(starts),
+                       market_factors={"b1": 7.0})
+    # the same buckets with one start nudged by a microsecond: not arithmetic, so the sweep runs
+    odd_starts = [*starts[:3], starts[3] + timedelta(microseconds=1), *starts[4:]]
+    odd = LedgerQuery(until=until, since=since, keys=("backend", "region"), buckets=tuple(odd_starts),
+                      market_factors={"b1": 7.0})
+    fast, sweep = catalog.aggregate(even), catalog.aggregate(odd)
+    assert [(t.key, t.bucket) for t in fast] == [(t.key, t.bucket) for t in sweep]
+    for a, b in zip(fast, sweep, strict=True):
+        for field in ("objects", "bytes", "writes", "held_objects", "baseline_objects", "stale_objects",
+                      "market_objects", "marginal_objects"):
+            assert getattr(a, field) == getattr(b, field), (field, a, b)
+        for field in ("write_gco2e", "at_rest_gco2e", "gco2e_month", "baseline_gco2e", "compared_gco2e",
+                      "market_gco2e", "intensity_sum"):
+            assert getattr(a, field) == pytest.approx(getattr(b, field), rel=1e-4, abs=1e-9), (field, a, b)
+    (whole,) = catalog.aggregate(LedgerQuery(until=until, since=since, market_factors={"b1": 7.0}))
+    assert sum(t.at_rest_gco2e for t in fast) == pytest.approx(whole.at_rest_gco2e, rel=1e-9)
+    assert sum(t.market_gco2e for t in fast) == pytest.approx(whole.market_gco2e, rel=1e-9)
+    assert sum(t.writes for t in fast) == whole.writes

@@ -76,7 +76,7 @@ def finish_demo(root: Path, backends: Sequence[Backend], *, baseline: str,
     if matplotlib_available():
         catalog = catalog_from_url(f"sqlite:///{(root / 'catalog.db').resolve()}")
         try:
-            html = write_html(catalog, ReportRequest(until=utcnow()), root / HTML_NAME)
+            html = write_html(catalog, ReportRequest(until=utcnow()), root / HTML_NAME)[0]
         finally:
             catalog.close()
     if out is not None:

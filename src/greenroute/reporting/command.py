@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import io
 import json
 import os
@@ -115,12 +116,18 @@ def report_command(cfg: GreenrouteConfig, args: argparse.Namespace, console: Cal
 def _run(catalog: Catalog, request: ReportRequest, fmt: str, args: argparse.Namespace,
          console: Callable[[], Console]) -> int:
     with _progress(quiet=bool(args.json)) as progress:
-        report = build_report(catalog, request, progress=progress)
         html = None
+        report = None
         if args.html:
             from .html import write_html
 
-            html = write_html(catalog, request, args.html, progress=progress)
+            html, by_backend = write_html(catalog, request, args.html, progress=progress)
+            by = request.by
+            if by.kind == "total" or (by.kind == "key" and by.key == "backend"):  # the HTML's sums say it all
+                report = dataclasses.replace(by_backend, request=request,
+                                             rows=by_backend.rows if by.kind == "key" else [])
+        if report is None:
+            report = build_report(catalog, request, progress=progress)
         objects = None
         if request.by.kind == "object":
             total = report.total.totals.objects if report.total is not None else 0

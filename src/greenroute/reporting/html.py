@@ -13,7 +13,9 @@ The charts, each labelled with its unit, signal kind and grid data sources:
 3. the grid intensity the writes used, per backend over time (one line per backend and signal kind);
 4. the top prefixes by carbon.
 
-The time buckets are the finest unit (second to month) that covers the period in at most 60.
+The time buckets are the finest unit (second to month) that covers the period in at most 60. The
+catalog is asked twice: once grouped by backend, prefix and the labels (the totals, the top prefixes
+and what every figure rests on), once by backend and time bucket.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from ..embedded import ATTRIBUTION
 from ..errors import ConfigError
 from ..ports import Catalog, LedgerTotals
 from .export import metadata
-from .ledger import Grouping, Progress, Report, ReportRequest, ReportRow, auto_unit, bucket_starts, build_report
+from .ledger import Facets, Grouping, Progress, Report, ReportRequest, ReportRow, auto_unit, bucket_starts
 
 __all__ = ["TOP_PREFIXES", "html_report", "matplotlib_available", "write_html"]
 
@@ -58,7 +60,7 @@ def matplotlib_available() -> bool:
 
 @dataclass(frozen=True, slots=True)
 class _Data:
-    """Everything the HTML report shows, from four catalog queries."""
+    """Everything the HTML report shows, from two catalog queries."""
 
     report: Report                       # the totals by backend, with the labels
     unit: str                            # the time bucket
@@ -69,12 +71,16 @@ class _Data:
 
 
 def _gather(catalog: Catalog, request: ReportRequest, progress: Progress) -> _Data:
-    steps = 4
+    """Two catalog queries: the period by backend and prefix (and labels), then by backend and time."""
+    steps = 2
     progress("summing the ledger", 0, steps)
-    report = build_report(catalog, ReportRequest(until=request.until, since=request.since, prefix=request.prefix,
-                                                 by=Grouping("key", "backend"),
-                                                 market_factors=request.market_factors))
-    progress("summing the ledger", 2, steps)
+    by_backend = ReportRequest(until=request.until, since=request.since, prefix=request.prefix,
+                               by=Grouping("key", "backend"), market_factors=request.market_factors)
+    f = Facets(catalog.aggregate(request.query(keys=("backend", "prefix", *Facets.KEYS), depth=_PREFIX_DEPTH)),
+               leading=2)
+    report = f.report(by_backend, f.groups(0))
+    prefixes = sorted(f.groups(1), key=lambda r: -r.total_gco2e)
+    progress("summing the ledger", 1, steps)
     start = report.since or request.until
     unit = auto_unit(start, request.until)
     buckets = bucket_starts(start, request.until, unit) if report.total is not None else ()
@@ -85,31 +91,35 @@ def _gather(catalog: Catalog, request: ReportRequest, progress: Progress) -> _Da
         for t in catalog.aggregate(request.query(keys=("backend",), buckets=buckets)):
             label = t.key[0] or "(none)"
             series.setdefault(label, [None] * len(buckets))[int(t.bucket or 0)] = t
-    progress("summing the ledger", 3, steps)
-    prefixes = [ReportRow(t.key[0] or "(top level)", t)
-                for t in catalog.aggregate(request.query(keys=("prefix",), depth=_PREFIX_DEPTH))]
-    prefixes.sort(key=lambda r: -r.total_gco2e)
     progress("summing the ledger", steps, steps)
     ends = (*buckets[1:], request.until) if buckets else ()
     return _Data(report, unit, buckets, ends, series, prefixes[:TOP_PREFIXES])
 
 
 def write_html(catalog: Catalog, request: ReportRequest, path: str | Path, *,
-               progress: Progress = _quiet) -> Path:
-    """Write the HTML report for ``request`` (its grouping is ignored) to ``path``; returns the path.
+               progress: Progress = _quiet) -> tuple[Path, Report]:
+    """Write the HTML report for ``request`` (its grouping is ignored) to ``path``.
+
+    Returns:
+        The path, and the period's report by backend (what the totals table shows), so a caller
+        that also prints that report needs no other query.
 
     Raises:
         ConfigError: matplotlib is not installed (``pip install 'greenroute[report]'``).
     """
-    text = html_report(catalog, request, progress=progress)
+    text, report = _html(catalog, request, progress)
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(text, encoding="utf-8")
-    return target
+    return target, report
 
 
 def html_report(catalog: Catalog, request: ReportRequest, *, progress: Progress = _quiet) -> str:
     """The HTML report for ``request``, as one self-contained document."""
+    return _html(catalog, request, progress)[0]
+
+
+def _html(catalog: Catalog, request: ReportRequest, progress: Progress) -> tuple[str, Report]:
     if not matplotlib_available():
         raise ConfigError("the HTML report needs matplotlib: pip install 'greenroute[report]'", key="--html")
     data = _gather(catalog, request, progress)
@@ -118,7 +128,7 @@ def html_report(catalog: Catalog, request: ReportRequest, *, progress: Progress 
     for i, draw in enumerate((_carbon_over_time, _cumulative_saving, _intensity, _top_prefixes)):
         charts.append(draw(data))
         progress("drawing the charts", i + 1, 4)
-    return _page(data, charts)
+    return _page(data, charts), data.report
 
 
 # -- the charts -------------------------------------------------------------------------------

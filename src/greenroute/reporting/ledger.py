@@ -297,21 +297,48 @@ class Report:
 
 
 class Facets:
-    """What one query grouped by model, baseline, signal and source tells: the total and the labels."""
+    """Sums grouped by some keys and then by model, baseline, signal and source: what the figures rest on.
+
+    One query grouped this way gives a report's groups, its total and its labels at once: each entry
+    is in exactly one row, so the rows of a group (or all of them) add up to its sums exactly.
+
+    Args:
+        rows: The catalog's rows, keyed by ``leading`` keys and then :attr:`KEYS`.
+        leading: How many keys come before :attr:`KEYS`.
+    """
 
     KEYS = ("model", "baseline", "signal", "source")
 
-    def __init__(self, rows: Sequence[LedgerTotals]) -> None:
+    def __init__(self, rows: Sequence[LedgerTotals], leading: int = 0) -> None:
         self.rows = rows
+        self.leading = leading
 
     def values(self, key: str) -> tuple[str, ...]:
         """The distinct values of one of :attr:`KEYS`."""
-        i = self.KEYS.index(key)
+        i = self.leading + self.KEYS.index(key)
         return tuple(sorted({v for r in self.rows if (v := r.key[i]) is not None}))
 
     def total(self) -> LedgerTotals | None:
-        """The sum of the rows: each entry is in exactly one, so every figure adds up."""
+        """The sum of all rows."""
         return sum_totals(self.rows)
+
+    def groups(self, index: int = 0) -> list[ReportRow]:
+        """One row per value of the leading key at ``index``, in key order."""
+        found: dict[str | None, list[LedgerTotals]] = {}
+        for r in self.rows:
+            found.setdefault(r.key[index], []).append(r)
+        rows = [ReportRow(_label(k), t) for k, group in found.items() if (t := sum_totals(group, key=(k,)))]
+        return sorted(rows, key=lambda r: (r.totals.key[0] is not None, r.totals.key[0] or ""))
+
+    def report(self, request: ReportRequest, rows: list[ReportRow], buckets: tuple[datetime, ...] = ()) -> Report:
+        """The report with these rows, this total and these labels."""
+        total = self.total()
+        return Report(
+            request=request, generated_at=utcnow(), rows=rows,
+            total=ReportRow("total", total) if total is not None else None,
+            model_versions=self.values("model"), baselines=self.values("baseline"), signals=self.values("signal"),
+            sources=self.values("source"), has_market=bool(request.market_factors), buckets=buckets,
+        )
 
 
 def zero_totals() -> LedgerTotals:
@@ -346,38 +373,35 @@ def facets(catalog: Catalog, request: ReportRequest) -> Facets:
 
 
 def build_report(catalog: Catalog, request: ReportRequest, *, progress: Progress = _quiet) -> Report:
-    """Ask the catalog for ``request``'s sums and make the report (two queries).
+    """Ask the catalog for ``request``'s sums and make the report.
 
-    For ``--by object`` the rows are not built here: stream them with :func:`iter_objects`; the
-    report then carries the total and the labels.
+    A grouping by key is one catalog query (by the key and the labels); time buckets take two (the
+    total and labels, then the buckets). For ``--by object`` the rows are not built here: stream them
+    with :func:`iter_objects`; the report then carries the total and the labels.
     """
-    steps = 2
+    by = request.by
+    if by.kind == "key":
+        progress("summing the ledger", 0, 1)
+        f = Facets(catalog.aggregate(request.query(keys=(str(by.key), *Facets.KEYS), depth=by.depth)), leading=1)
+        progress("summing the ledger", 1, 1)
+        return f.report(request, f.groups())
+    steps = 2 if by.kind == "time" else 1
     progress("summing the ledger", 0, steps)
     f = facets(catalog, request)
     total = f.total()
     progress("summing the ledger", 1, steps)
-    by = request.by
     rows: list[ReportRow] = []
     buckets: tuple[datetime, ...] = ()
-    if total is not None:
-        if by.kind == "key":
-            sums = catalog.aggregate(request.query(keys=(str(by.key),), depth=by.depth))
-            rows = [ReportRow(_label(t.key[0]), t) for t in sums]
-        elif by.kind == "time":
-            start = request.since or total.first_write or request.until
-            buckets = bucket_starts(start, request.until, str(by.unit))
-            if buckets and request.since is not None:
-                buckets = (request.since, *buckets[1:])  # the first bucket starts with the period
-            if buckets:
-                sums = catalog.aggregate(request.query(buckets=buckets))
-                rows = [ReportRow(_iso(buckets[int(t.bucket or 0)]), t, buckets[int(t.bucket or 0)]) for t in sums]
-    progress("summing the ledger", steps, steps)
-    return Report(
-        request=request, generated_at=utcnow(), rows=rows,
-        total=ReportRow("total", total) if total is not None else None,
-        model_versions=f.values("model"), baselines=f.values("baseline"), signals=f.values("signal"),
-        sources=f.values("source"), has_market=bool(request.market_factors), buckets=buckets,
-    )
+    if total is not None and by.kind == "time":
+        start = request.since or total.first_write or request.until
+        buckets = bucket_starts(start, request.until, str(by.unit))
+        if buckets and request.since is not None:
+            buckets = (request.since, *buckets[1:])  # the first bucket starts with the period
+        if buckets:
+            sums = catalog.aggregate(request.query(buckets=buckets))
+            rows = [ReportRow(_iso(buckets[int(t.bucket or 0)]), t, buckets[int(t.bucket or 0)]) for t in sums]
+        progress("summing the ledger", 2, steps)
+    return f.report(request, rows, buckets)
 
 
 def iter_objects(catalog: Catalog, request: ReportRequest, *, total: int | None = None,
