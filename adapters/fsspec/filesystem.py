@@ -606,7 +606,9 @@ class GreenRouteFileSystem(AsyncFileSystem):  # type: ignore[misc]
         path = self._strip_protocol(path)
         hints = _pop_hints(kwargs)
         if mode == "rb":
-            cache_type = kwargs.pop("cache_type", None)
+            # dask asks for the read cache as ``default_cache`` (s3fs takes both); ``cache_type`` wins.
+            default_cache = kwargs.pop("default_cache", None)
+            cache_type = kwargs.pop("cache_type", None) or default_cache
             _refuse_extra(kwargs, "open")
             return self._open_read(path, block_size, cache_type, cache_options)
         if mode not in ("wb", "xb"):
