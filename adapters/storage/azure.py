@@ -9,13 +9,18 @@ Metadata goes in the same request as the data (``Put Blob`` or ``Put Block List`
 write binds its metadata at the final ``Put Block List``, so it is always set at close. adlfs
 keeps its own ``is_directory`` key on every blob; it is stored but never reported. Non-ASCII
 values are stored as RFC 2047 encoded words (Azure sends metadata as HTTP headers).
+
+A multipart upload (:meth:`AzureTarget.open_multipart`) stages each part as a block of the blob
+(``Put Block``, ids of one length per upload) and commits the listed blocks with the metadata for the
+real size (``Put Block List``). Staged blocks are invisible; Azure has no call to delete them, and
+discards them at the blob's next commit or after a week, so an aborted upload leaves nothing visible.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import adlfs  # type: ignore[import-untyped]
@@ -28,8 +33,9 @@ from greenroute.errors import StorageError
 from greenroute.model import Backend, Provider
 
 from ._fsspec_target import Fault, FsspecTarget, Stamp, split_root
+from ._multipart import StagedUpload
 
-__all__ = ["AzureTarget", "from_backend"]
+__all__ = ["AzureTarget", "AzureUpload", "from_backend"]
 
 _ADLFS_KEY = "is_directory"
 _COPY_WAIT_S = 600.0
@@ -125,6 +131,11 @@ class AzureTarget(FsspecTarget):
             raise StorageError(f"{self.backend.id}: copy to {self.url(target[len(self._root) + 1:])} "
                                f"ended as {status!r}", backend_id=self.backend.id)
 
+    def open_multipart(self, path: str, metadata_at_close: Callable[[int], Mapping[str, str]], *,
+                       size_hint: int | None = None) -> AzureUpload:
+        """A multipart upload whose parts are staged blocks of the blob until it completes."""
+        return AzureUpload(self, path, metadata_at_close, size_hint)
+
     def _classify(self, exc: BaseException) -> Fault | None:
         if isinstance(exc, azure_errors.ServiceRequestError | azure_errors.ServiceResponseError):
             return "unavailable"
@@ -136,6 +147,32 @@ class AzureTarget(FsspecTarget):
                 return "denied"
             return "missing" if status == 404 else None
         return super()._classify(exc)
+
+
+class AzureUpload(StagedUpload):
+    """A multipart upload to an :class:`AzureTarget`: one staged block per part, committed at complete."""
+
+    def __init__(self, target: AzureTarget, path: str, metadata_at_close: Callable[[int], Mapping[str, str]],
+                 size_hint: int | None) -> None:
+        super().__init__(target, path, metadata_at_close, size_hint)
+        self._azure = target
+        self._client = target._blob(self._full)
+
+    def _block(self, number: int) -> str:
+        return f"{self._token}-{number:05d}"  # every block id of a blob must have one length
+
+    def _send(self, number: int, data: bytes) -> str | None:
+        sync(self._azure.fs.loop, self._client.stage_block, self._block(number), data, length=len(data))
+        return None
+
+    def _join(self, numbers: list[int], stored: dict[str, str], size: int) -> Stamp:
+        out = sync(self._azure.fs.loop, self._client.commit_block_list, [self._block(n) for n in numbers],
+                   metadata=self._azure._with_adlfs_key(stored))
+        self._azure.fs.invalidate_cache(self._full)
+        return self._azure._etag(out), out.get("last_modified")
+
+    def _drop(self) -> None:
+        """Nothing to delete: staged blocks are invisible, and Azure discards them (see the module docstring)."""
 
 
 def from_backend(backend: Backend) -> AzureTarget:

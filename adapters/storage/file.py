@@ -8,6 +8,11 @@ Metadata is kept in extended attributes, ``user.greenroute_*`` for greenroute's 
 attributes (or they do not fit), it goes to a hidden sidecar, ``.<name>.greenroute.json``, beside
 the object; ``metadata_store="sidecar"`` forces that. Temporary files and sidecars never show in
 :meth:`FileTarget.list`, and logical paths may not use their names.
+
+A multipart upload (:meth:`FileTarget.open_multipart`) keeps each part as a hidden temporary file in
+the object's folder, on the target's own disk, and at completion concatenates the listed parts
+(``copy_file_range``, which shares blocks where the filesystem can) into the temporary file that
+becomes the object, as above.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import json
 import os
 import secrets
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import IO, Any, Literal
 from urllib.parse import unquote, urlsplit
 
@@ -29,8 +34,9 @@ from greenroute.errors import ConfigError, InvalidPathError, MetadataNotSupporte
 from greenroute.model import Backend, Provider
 
 from ._fsspec_target import Fault, FsspecTarget, Stamp
+from ._multipart import StagedUpload
 
-__all__ = ["FileTarget", "from_backend"]
+__all__ = ["FileTarget", "FileUpload", "from_backend"]
 
 MetadataStore = Literal["auto", "xattr", "sidecar"]
 
@@ -239,6 +245,11 @@ class FileTarget(FsspecTarget):
             return "unavailable"
         return super()._classify(exc)
 
+    def open_multipart(self, path: str, metadata_at_close: Callable[[int], Mapping[str, str]], *,
+                       size_hint: int | None = None) -> FileUpload:
+        """A multipart upload whose parts are hidden files in the object's folder until it completes."""
+        return FileUpload(self, path, metadata_at_close, size_hint)
+
     @staticmethod
     def _sidecar(full: str) -> str:
         head, _, name = full.rpartition("/")
@@ -247,6 +258,64 @@ class FileTarget(FsspecTarget):
     @staticmethod
     def _reserved(name: str) -> bool:
         return name.startswith(_TMP_PREFIX) or (name.startswith(".") and name.endswith(_SIDECAR_SUFFIX))
+
+
+class FileUpload(StagedUpload):
+    """A multipart upload to a :class:`FileTarget`: part files beside the object, concatenated at complete."""
+
+    def __init__(self, target: FileTarget, path: str, metadata_at_close: Callable[[int], Mapping[str, str]],
+                 size_hint: int | None) -> None:
+        super().__init__(target, path, metadata_at_close, size_hint)
+        self._file = target
+        self._folder = os.path.dirname(self._full)
+
+    def _part(self, number: int) -> str:
+        return os.path.join(self._folder, f"{_TMP_PREFIX}{self._token}-{number:05d}")
+
+    def _send(self, number: int, data: bytes) -> str | None:
+        pending = _Pending(self._full)  # a fresh temporary file, renamed over the part: a resent part is whole
+        try:
+            pending.write(data)
+            pending.file.close()
+            os.replace(pending.tmp, self._part(number))
+        except BaseException:
+            self._file._discard(pending, self._full)
+            raise
+        return None
+
+    def _join(self, numbers: list[int], stored: dict[str, str], size: int) -> Stamp:
+        pending = _Pending(self._full)
+        try:
+            for number in numbers:
+                with open(self._part(number), "rb") as part:
+                    _append(part, pending.file)
+            return self._file._commit(pending, self._full, stored, size, stored)
+        except BaseException:
+            self._file._discard(pending, self._full)
+            raise
+
+    def _drop(self) -> None:
+        mine = f"{_TMP_PREFIX}{self._token}-"
+        try:
+            names = os.listdir(self._folder)
+        except FileNotFoundError:
+            return
+        for name in names:
+            if name.startswith(mine):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(self._folder, name))
+
+
+def _append(source: IO[bytes], out: IO[bytes]) -> None:
+    """Copy all of ``source`` to the end of ``out``, in the kernel where it can (sharing blocks on CoW filesystems)."""
+    out.flush()
+    try:
+        while os.copy_file_range(source.fileno(), out.fileno(), 1 << 30):
+            pass
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+            raise
+        shutil.copyfileobj(source, out, 1024 * 1024)
 
 
 def from_backend(backend: Backend) -> FileTarget:

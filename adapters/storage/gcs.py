@@ -7,16 +7,23 @@
 Metadata goes in the upload request. A streamed write binds its metadata at close: into the
 upload while the resumable upload has not started (small objects go up in one request at close),
 otherwise with a metadata PATCH right after the upload completes.
+
+A multipart upload (:meth:`GCSTarget.open_multipart`) stores each part as a hidden part object
+beside the object (``.gr-tmp-<upload>-<part>``), composes the listed parts into the object with the
+metadata for the real size (32 sources per compose, in rounds for more), and deletes the part
+objects. Names starting with ``.gr-tmp-`` are greenroute's: never listed, and refused in logical
+paths. A crash can leave part objects behind, as S3 keeps an unfinished multipart upload's parts.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")  # else a gRPC probe before every call
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -25,15 +32,19 @@ import requests
 from fsspec.asyn import sync  # type: ignore[import-untyped]
 from gcsfs.retry import HttpError, retry_request  # type: ignore[import-untyped]
 
+from greenroute.errors import InvalidPathError
 from greenroute.model import Backend, Provider
 
 from ._fsspec_target import Fault, FsspecTarget, Stamp, cloud_filesystem
+from ._multipart import STAGING_PREFIX, StagedUpload
 
-__all__ = ["GCSTarget", "from_backend"]
+__all__ = ["GCSTarget", "GCSUpload", "from_backend"]
 
 _MIN_BLOCK = 2**18  # gcsfs's minimum, and the resumable chunk granularity
 _RAW_REQUEST = gcsfs.GCSFileSystem._request.__wrapped__
 _UNAVAILABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+#: The most source objects one compose request takes.
+_COMPOSE_MAX = 32
 
 
 class _GCSFileSystem(gcsfs.GCSFileSystem):  # type: ignore[misc]
@@ -128,6 +139,19 @@ class GCSTarget(FsspecTarget):
         if current != metadata:  # GCS takes the body's metadata; some emulators copy the source's
             self._after_commit(target, lambda: self._patch(target, metadata, current))
 
+    def open_multipart(self, path: str, metadata_at_close: Callable[[int], Mapping[str, str]], *,
+                       size_hint: int | None = None) -> GCSUpload:
+        """A multipart upload whose parts are hidden part objects, composed into the object at complete."""
+        return GCSUpload(self, path, metadata_at_close, size_hint)
+
+    def _full(self, path: str) -> str:
+        if any(segment.startswith(STAGING_PREFIX) for segment in path.split("/")):
+            raise InvalidPathError(path, f"uses a name the GCS target keeps for itself ({STAGING_PREFIX}*)")
+        return super()._full(path)
+
+    def _hidden(self, logical: str) -> bool:
+        return logical.rpartition("/")[2].startswith(STAGING_PREFIX)
+
     def _classify(self, exc: BaseException) -> Fault | None:
         if isinstance(exc, HttpError):
             code = int(exc.code or 0)
@@ -145,6 +169,68 @@ class GCSTarget(FsspecTarget):
         if type(exc) is OSError and str(exc).startswith("Forbidden"):
             return "denied"  # gcsfs raises a bare OSError for 403
         return super()._classify(exc)
+
+
+class GCSUpload(StagedUpload):
+    """A multipart upload to a :class:`GCSTarget`: part objects, composed into the object at complete."""
+
+    def __init__(self, target: GCSTarget, path: str, metadata_at_close: Callable[[int], Mapping[str, str]],
+                 size_hint: int | None) -> None:
+        super().__init__(target, path, metadata_at_close, size_hint)
+        self._gcs = target
+        self._bucket, key, _ = target.fs.split_path(self._full)
+        self._stem = f"{key.rpartition('/')[0]}/{STAGING_PREFIX}{self._token}-".lstrip("/")
+        self._made: set[str] = set()  # every staged object's key, for the clean-up
+
+    def _staged(self, name: str) -> str:
+        key = self._stem + name
+        with self._lock:
+            self._made.add(key)
+        return key
+
+    def _send(self, number: int, data: bytes) -> str | None:
+        key = self._staged(f"{number:05d}")
+        sync(self._gcs.fs.loop, self._gcs.fs._pipe_file, f"{self._bucket}/{key}", data)
+        return None
+
+    def _join(self, numbers: list[int], stored: dict[str, str], size: int) -> Stamp:
+        sources = [f"{self._stem}{n:05d}" for n in numbers]
+        rounds = 0
+        while len(sources) > _COMPOSE_MAX:  # compose 32 at a time into intermediate objects, then those
+            rounds += 1
+            groups = [sources[i:i + _COMPOSE_MAX] for i in range(0, len(sources), _COMPOSE_MAX)]
+            sources = [self._staged(f"c{rounds}-{i}") for i in range(len(groups))]
+            for key, group in zip(sources, groups, strict=True):
+                self._compose(key, group, None)
+        out = self._compose(self._gcs.fs.split_path(self._full)[1], sources, stored)
+        self._gcs.fs.invalidate_cache(self._full)
+        current = out.get("metadata") or {}
+        if current != stored:  # GCS takes the destination's metadata; some emulators do not
+            self._gcs._after_commit(self._full, lambda: self._gcs._patch(self._full, stored, current))
+        return None, None
+
+    def _compose(self, key: str, sources: list[str], metadata: dict[str, str] | None) -> dict[str, Any]:
+        destination: dict[str, Any] = {"contentType": "application/octet-stream"}
+        if metadata is not None:
+            destination["metadata"] = metadata
+        out: dict[str, Any] = self._gcs.fs.call("POST", "b/{}/o/{}/compose", self._bucket, key, json_out=True, json={
+            "kind": "storage#composeRequest", "sourceObjects": [{"name": s} for s in sources],
+            "destination": destination})
+        return out
+
+    def _drop(self) -> None:
+        with self._lock:
+            keys, self._made = sorted(self._made), set()
+        fs = self._gcs.fs
+
+        async def delete(key: str) -> None:
+            with contextlib.suppress(FileNotFoundError):
+                await fs._rm_file(f"{self._bucket}/{key}")
+
+        async def delete_all() -> None:
+            await asyncio.gather(*(delete(k) for k in keys))
+
+        sync(fs.loop, delete_all)
 
 
 def from_backend(backend: Backend) -> GCSTarget:

@@ -3,7 +3,8 @@
 It uses fsspec's memory filesystem, whose store is shared by the whole process: targets are kept
 apart by their root, so two backends must not share one. Metadata lives on the stored object
 itself, so replacing, copying or deleting the object carries it along. A streamed write becomes
-visible only at close, with its metadata.
+visible only at close, with its metadata, and so does a multipart upload (its parts are kept in
+memory until :meth:`MemoryUpload.complete`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import errno
 import io
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -21,8 +22,9 @@ from greenroute.errors import ConfigError
 from greenroute.model import Backend, Provider
 
 from ._fsspec_target import FsspecTarget, Stamp
+from ._multipart import StagedUpload
 
-__all__ = ["MemoryTarget", "from_backend"]
+__all__ = ["MemoryTarget", "MemoryUpload", "from_backend"]
 
 _ATTR = "greenroute_metadata"
 _LOCK = threading.Lock()
@@ -83,6 +85,35 @@ class MemoryTarget(FsspecTarget):
     def _modified(self, full: str, info: Mapping[str, Any]) -> datetime | None:
         item = self.fs.store.get(full)
         return item.modified if item is not None else super()._modified(full, info)
+
+    def open_multipart(self, path: str, metadata_at_close: Callable[[int], Mapping[str, str]], *,
+                       size_hint: int | None = None) -> MemoryUpload:
+        """A multipart upload whose parts wait in memory until it completes."""
+        return MemoryUpload(self, path, metadata_at_close, size_hint)
+
+
+class MemoryUpload(StagedUpload):
+    """A multipart upload to a :class:`MemoryTarget`: parts in a dict, joined into one object at complete."""
+
+    def __init__(self, target: MemoryTarget, path: str, metadata_at_close: Callable[[int], Mapping[str, str]],
+                 size_hint: int | None) -> None:
+        super().__init__(target, path, metadata_at_close, size_hint)
+        self._memory = target
+        self._parts: dict[int, bytes] = {}
+
+    def _send(self, number: int, data: bytes) -> str | None:
+        with self._lock:
+            self._parts[number] = bytes(data)
+        return None
+
+    def _join(self, numbers: list[int], stored: dict[str, str], size: int) -> Stamp:
+        with self._lock:
+            data = b"".join(self._parts[n] for n in numbers)
+        return self._memory._commit(MemoryFile(self._memory.fs, self._full, data), self._full, stored, size, None)
+
+    def _drop(self) -> None:
+        with self._lock:
+            self._parts.clear()
 
 
 def from_backend(backend: Backend) -> MemoryTarget:

@@ -14,7 +14,8 @@ stored as RFC 2047 encoded words, as S3 itself returns them, and decoded on read
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import botocore.exceptions  # type: ignore[import-untyped]
@@ -24,8 +25,9 @@ from fsspec.asyn import sync  # type: ignore[import-untyped]
 from greenroute.model import Backend, Provider
 
 from ._fsspec_target import Fault, FsspecTarget, Stamp, cloud_filesystem
+from ._multipart import StagedUpload
 
-__all__ = ["S3Target", "from_backend"]
+__all__ = ["S3Target", "S3Upload", "from_backend"]
 
 _MIN_PART = 5 * 2**20
 _UNAVAILABLE_CODES = frozenset({"InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout",
@@ -122,6 +124,16 @@ class S3Target(FsspecTarget):
     def _copy(self, source: str, target: str, metadata: dict[str, str]) -> None:
         self.fs.cp_file(source, target, Metadata=metadata, MetadataDirective="REPLACE")
 
+    def _bind_metadata_after_upload(self, full: str, metadata: dict[str, str], upfront: dict[str, str]) -> str | None:
+        """Give a completed multipart object (created with ``upfront``) ``metadata``; its new ETag, if it changed."""
+        self._after_commit(full, lambda: self.fs.cp_file(full, full, Metadata=metadata, MetadataDirective="REPLACE"))
+        return self._etag(self._stat(full)[0])
+
+    def open_multipart(self, path: str, metadata_at_close: Callable[[int], Mapping[str, str]], *,
+                       size_hint: int | None = None) -> S3Upload:
+        """The bucket's own multipart upload (see :class:`S3Upload`)."""
+        return S3Upload(self, path, metadata_at_close, size_hint)
+
     def _classify(self, exc: BaseException) -> Fault | None:
         if isinstance(exc, botocore.exceptions.ClientError):
             error = exc.response.get("Error", {})
@@ -153,6 +165,65 @@ def _precondition_failed(exc: BaseException) -> bool:
                     or int(response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0) == 412)
         current = current.__cause__ or current.__context__
     return False
+
+
+class S3Upload(StagedUpload):
+    """A multipart upload to an :class:`S3Target`: the bucket's own, one UploadPart per part.
+
+    S3 takes the metadata with CreateMultipartUpload, before the size is known: it gets the values
+    for ``size_hint`` (the upload begins at once), or, without a hint, for the first part's size
+    (the upload begins with the first part). If the completed object's size gives other values,
+    they are bound after completion (:meth:`S3Target._bind_metadata_after_upload`).
+    """
+
+    def __init__(self, target: S3Target, path: str, metadata_at_close: Callable[[int], Mapping[str, str]],
+                 size_hint: int | None) -> None:
+        super().__init__(target, path, metadata_at_close, size_hint)
+        self._s3 = target
+        self._bucket, self._key, _ = target.fs.split_path(self._full)
+        self._upload_id: str | None = None
+        self._begun = threading.Lock()
+        self._etags: dict[int, str] = {}
+        if size_hint is not None:
+            with target._errors("write", path):
+                self._begin(self._upfront)
+
+    def _begin(self, metadata: dict[str, str]) -> str:
+        with self._begun:
+            if self._upload_id is None:
+                out = self._s3.fs.call_s3("create_multipart_upload", Bucket=self._bucket, Key=self._key,
+                                          Metadata=metadata)
+                self._upfront, self._upload_id = metadata, str(out["UploadId"])
+            return self._upload_id
+
+    def _send(self, number: int, data: bytes) -> str | None:
+        upload_id = self._upload_id or self._begin(
+            self._s3._prepare_metadata(dict(self._metadata_at_close(len(data)))))
+        out = self._s3.fs.call_s3("upload_part", Bucket=self._bucket, Key=self._key, UploadId=upload_id,
+                                  PartNumber=number, Body=data)
+        etag = str(out["ETag"])
+        with self._lock:
+            self._etags[number] = etag
+        return etag.strip('"')
+
+    def _join(self, numbers: list[int], stored: dict[str, str], size: int) -> Stamp:
+        with self._lock:
+            parts = [{"PartNumber": n, "ETag": self._etags[n]} for n in numbers]
+        out = self._s3.fs.call_s3("complete_multipart_upload", Bucket=self._bucket, Key=self._key,
+                                  UploadId=self._upload_id, MultipartUpload={"Parts": parts})
+        self._s3.fs.invalidate_cache(self._full)
+        etag = self._s3._etag(out)
+        if stored != self._upfront:
+            etag = self._s3._bind_metadata_after_upload(self._full, stored, self._upfront) or etag
+        return etag, None
+
+    def _drop(self) -> None:
+        if self._upload_id is not None:
+            self._s3.fs.call_s3("abort_multipart_upload", Bucket=self._bucket, Key=self._key,
+                                UploadId=self._upload_id)
+
+    def _discard_staged(self) -> None:
+        """Nothing: S3 drops the parts itself when the upload completes."""
 
 
 def from_backend(backend: Backend) -> S3Target:

@@ -23,6 +23,8 @@ __all__ = [
     "LedgerObject",
     "LedgerQuery",
     "LedgerTotals",
+    "MultipartTarget",
+    "MultipartWrite",
     "ObjectInfo",
     "Placement",
     "SharedGridCache",
@@ -521,4 +523,56 @@ class SharedGridCache(Protocol):
 
     def close(self) -> None:
         """Release connections."""
+        ...
+
+
+# -- multipart uploads --------------------------------------------------------------------------
+
+
+class MultipartWrite(Protocol):
+    """A target's multipart upload: numbered parts sent to the backend as they come, then one object.
+
+    Parts may arrive in any order and from several threads at once; sending a part number again
+    replaces it. Each part goes to the backend's own staging (S3's UploadPart, Azure's staged
+    blocks, part objects on GCS, part files in a local target's folder, memory), never to a spool
+    on the caller's disk. Nothing is visible at the path until :meth:`complete`.
+
+    Attributes:
+        path: The logical path the upload will complete at.
+    """
+
+    path: str
+
+    def upload_part(self, number: int, data: bytes) -> str | None:
+        """Send part ``number`` (1 to 10,000); returns the backend's tag for it, when it gives one.
+
+        Raises:
+            greenroute.errors.TargetUnavailableError: A fault worth failing over (connection, timeout, 5xx).
+        """
+        ...
+
+    def complete(self, parts: Sequence[int]) -> ObjectInfo:
+        """Join the listed parts (ascending part numbers, each sent) into the object, with its metadata.
+
+        The metadata is ``metadata_at_close(size)`` for the real size. Parts sent but not listed are
+        dropped. A failed completion leaves the upload open, as on S3: it can be completed or aborted.
+        """
+        ...
+
+    def abort(self) -> None:
+        """Drop the upload and its staged parts; nothing becomes visible."""
+        ...
+
+
+class MultipartTarget(StorageTarget, Protocol):
+    """A :class:`StorageTarget` that takes multipart uploads (every target greenroute ships does)."""
+
+    def open_multipart(self, path: str, metadata_at_close: Callable[[int], Mapping[str, str]], *,
+                       size_hint: int | None = None) -> MultipartWrite:
+        """Begin a multipart upload of ``path``; ``metadata_at_close(size)`` gives the metadata for a size.
+
+        Backends that need the metadata before the first part (S3's CreateMultipartUpload) are sent
+        ``metadata_at_close(size_hint)``, or, without a hint, the values for the first part's size; a
+        completed object of another size still carries the values of its real size.
+        """
         ...

@@ -67,7 +67,7 @@ from .errors import (
 from .model import Backend, CarbonPlacementDecision, CatalogEntry, EntryState, GridDataSource, SignalKind, utcnow
 from .placement import GreenPlacementService
 from .plugins import load_entry_point
-from .ports import Catalog, ObjectInfo, Placement, StorageTarget, WriteStream
+from .ports import Catalog, MultipartWrite, ObjectInfo, Placement, StorageTarget, WriteStream
 from .reporting.baseline import baseline_for
 from .streams import AbandonableWriter
 
@@ -1150,6 +1150,218 @@ class GreenRouter:
 
         return apply(self, plan, window_hours=window_hours, workers=workers, progress=progress, stop=stop,
                      on_wait=on_wait)
+
+    # -- multipart uploads (the boto3 drop-in's CreateMultipartUpload ... CompleteMultipartUpload) ----
+
+    def open_multipart(self, path: str, *, size_hint: int | None = None, metadata: Mapping[str, str] | None = None,
+                       retention_days: float | None = None, candidates: Sequence[str] | None = None,
+                       exclusive: bool = False) -> MultipartUpload:
+        """Place a multipart upload now; its parts then go straight to the chosen backend's own upload.
+
+        The object is placed once, here, on ``size_hint`` bytes when given (the ranking of backends
+        does not depend on the size), and the target begins its multipart upload (S3's own, Azure's
+        staged blocks, GCS part objects composed at the end, part files in a local target's folder).
+        Nothing is spooled on this machine. Parts may come in any order and from several threads.
+        A backend fault fails over to the next-best candidate only until the first part is accepted;
+        after that the parts live on that backend and a fault is an error. The carbon values are
+        bound from the real size, and the catalog entry commits, at
+        :meth:`MultipartUpload.complete`, with the compare-and-set of every write: a stream's rules
+        apply, so if another writer's bytes replaced the object before the commit,
+        :class:`ConcurrentWriteError` is raised and nothing is acknowledged.
+
+        Args:
+            path: The logical path, ``namespace/key...``.
+            size_hint: The object's size, when known; the estimate S3 needs before the first part.
+            metadata: The caller's own metadata, kept beside greenroute's keys.
+            retention_days: How long the object will be kept, for the at-rest estimate.
+            candidates: Backend ids to choose from (default: all).
+            exclusive: Create only: the path is reserved now, so that exactly one of several concurrent
+                exclusive creates completes (see also ``complete(..., exclusive=True)``).
+
+        Raises:
+            FileExistsError: ``exclusive`` and the path exists or is being created.
+            InvalidPathError: The path is not acceptable. InvalidMetadataError: Nor is the metadata.
+            NoEligibleBackendError: No backend may take this write.
+            AllBackendsFailedError: Every candidate failed to begin the upload.
+
+        Example:
+            >>> from greenroute.adapters.catalog.sqlite import SqliteCatalog
+            >>> from greenroute.profiles import default_backends
+            >>> router = GreenRouter(GreenPlacementService(default_backends()), SqliteCatalog(":memory:"))
+            >>> upload = router.open_multipart("media/clip.bin", size_hint=11)
+            >>> _ = upload.upload_part(2, b" world")  # any order, any thread
+            >>> _ = upload.upload_part(1, b"hello")
+            >>> result = upload.complete([1, 2])
+            >>> result.size, router.read("media/clip.bin")
+            (11, b'hello world')
+        """
+        path = validate_path(path)
+        user = _user_metadata(metadata)
+        seen = self._seen(path, exclusive=exclusive)
+        decision, backend_ids = self._decide(path, size_hint or 0, retention_days, candidates, seen)
+        return MultipartUpload(self, path, decision, backend_ids, user=user, size_hint=size_hint,
+                               retention_days=retention_days, seen=seen, exclusive=exclusive)
+
+
+class MultipartUpload:
+    """A multipart upload placed by :meth:`GreenRouter.open_multipart`; safe to use from several threads.
+
+    Attributes:
+        path: The logical path.
+        decision: The placement decision the parts go to (with any failovers before the first part).
+    """
+
+    def __init__(self, router: GreenRouter, path: str, decision: CarbonPlacementDecision,
+                 backend_ids: builtins.list[str], *, user: Mapping[str, str], size_hint: int | None,
+                 retention_days: float | None, seen: Placement | None, exclusive: bool) -> None:
+        self.router = router
+        self.path = path
+        self._user = user
+        self._size_hint = size_hint
+        self._retention_days = retention_days
+        self._seen = seen
+        self._exclusive = exclusive
+        self._lock = threading.Lock()
+        self._failovers: builtins.list[str] = []
+        self._backend_ids = backend_ids
+        self._generation = 0  # which target upload parts go to; a failover starts the next
+        self._accepted: set[int] = set()
+        self._reserved = False
+        self._closed = False
+        self._begin(decision)
+
+    @property
+    def closed(self) -> bool:
+        """Whether the upload was completed or aborted (or could not fail over)."""
+        return self._closed
+
+    def upload_part(self, number: int, data: bytes) -> str | None:
+        """Send part ``number`` to the backend (sending a number again replaces the part).
+
+        Raises:
+            FileNotFoundError: The upload was completed or aborted.
+            TargetUnavailableError: The backend failed after a part was accepted (the upload cannot
+                move: abort it and upload again).
+            AllBackendsFailedError: Every candidate failed before the first part was accepted.
+        """
+        while True:
+            with self._lock:
+                self._check_open()
+                upload, generation = self._upload, self._generation
+            try:
+                tag = upload.upload_part(number, data)
+            except TargetUnavailableError as exc:
+                with self._lock:
+                    self._check_open()
+                    if generation == self._generation:
+                        self._fail_over(exc)
+                continue  # on the upload a failover began
+            with self._lock:
+                if generation == self._generation:
+                    self._accepted.add(number)
+                    return tag
+            # a failover abandoned the upload this part went to: send it again
+
+    def complete(self, parts: Sequence[int], *, exclusive: bool = False) -> WriteResult:
+        """Join the listed parts into the object and commit its catalog entry.
+
+        Args:
+            parts: The part numbers, ascending (parts sent but not listed are dropped).
+            exclusive: Create only (S3's ``If-None-Match: *`` on completion): the path is reserved
+                before the object is joined, so an existing object is never touched.
+
+        Raises:
+            FileExistsError: ``exclusive`` and the path exists or is being created; the upload stays
+                open (it can still be aborted), as after any failed completion.
+            ConcurrentWriteError: Another writer stored the same object before this one committed.
+        """
+        router = self.router
+        with self._lock:
+            self._check_open()
+            reserved_now = False
+            if exclusive and not self._reserved:
+                router.catalog.begin(router._pending(self.path, self.decision, router.target(self.decision.backend_id)))
+                self._reserved = reserved_now = True
+            try:
+                info = self._upload.complete(parts)
+            except BaseException:
+                if reserved_now:
+                    router.catalog.abort(self.decision.decision_id)
+                    self._reserved = False
+                raise
+            self._closed = True
+        # a reservation made now proved the path free; the entry seen at open may be gone since
+        seen = None if reserved_now else self._seen
+        estimate = router._estimate(self.decision, info.size, self._retention_days)
+        return _run_steps(router._commit(self.path, self.decision, info, estimate, self._retention_days, seen, None,
+                                         exclusive=self._reserved), _never_stores)
+
+    def abort(self) -> None:
+        """Drop the upload and the parts the backend holds; nothing was committed. Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            try:
+                self._upload.abort()
+            finally:
+                if self._reserved:
+                    self.router.catalog.abort(self.decision.decision_id)
+                    self._reserved = False
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise FileNotFoundError(2, "no such multipart upload (it was completed or aborted)", self.path)
+
+    def _begin(self, decision: CarbonPlacementDecision) -> None:
+        """Begin the target's upload for ``decision``, failing over while backends are unavailable."""
+        router = self.router
+        while True:
+            if self._failovers:
+                decision = replace(decision, failovers=tuple(self._failovers))
+            target = router.target(decision.backend_id)
+            router._check_length(self.path, target)
+            opener = getattr(target, "open_multipart", None)
+            if opener is None:
+                raise StorageError(f"{decision.backend_id}: its target cannot take multipart uploads",
+                                   backend_id=decision.backend_id)
+            if self._exclusive:
+                router.catalog.begin(router._pending(self.path, decision, target))
+            try:
+                upload: MultipartWrite = opener(self.path, router._metadata_at_close(
+                    self.path, decision, self._retention_days, self._user), size_hint=self._size_hint)
+            except TargetUnavailableError as exc:
+                if self._exclusive:
+                    router.catalog.abort(decision.decision_id)
+                decision = router._fail_over(decision, exc, self._failovers, self._backend_ids, self._size_hint or 0,
+                                             self._retention_days)
+                continue
+            except BaseException:
+                if self._exclusive:
+                    router.catalog.abort(decision.decision_id)
+                raise
+            self._upload, self.decision, self._reserved = upload, decision, self._exclusive
+            self._generation += 1
+            return
+
+    def _fail_over(self, exc: TargetUnavailableError) -> None:
+        """Move the upload to the next-best backend (holding the lock), if no part was accepted yet."""
+        failed = self.decision
+        if self._accepted:
+            self.router.placement.health.mark_failed(failed.backend_id, _short(exc))
+            raise TargetUnavailableError(
+                f"{self.path}: {failed.backend_id} failed after {len(self._accepted)} part(s) were accepted there, so "
+                f"the upload cannot move to another backend; abort it and upload again ({_short(exc)})",
+                backend_id=failed.backend_id) from exc
+        self._closed = True  # until an upload begins elsewhere
+        with contextlib.suppress(OSError):
+            self._upload.abort()
+        if self._reserved:
+            self.router.catalog.abort(failed.decision_id)
+            self._reserved = False
+        self._begin(self.router._fail_over(failed, exc, self._failovers, self._backend_ids, self._size_hint or 0,
+                                           self._retention_days))
+        self._closed = False
 
 
 class _RoutedWriter(AbandonableWriter, io.RawIOBase):
