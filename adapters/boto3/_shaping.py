@@ -4,8 +4,8 @@ What turns a boto3 call into a router call and the router's answer back into bot
 
 * S3's parameter rules: validation as boto3 does it client-side, and the parameters greenroute
   refuses rather than drops (:meth:`Shaper.check`);
-* request bodies as the router takes them (:func:`payload`) and callers' metadata as greenroute
-  stores it (:func:`user_metadata`);
+* request bodies as the router takes them (:func:`payload`, spooling only a one-way stream, so that
+  a ``put_object`` can fail over) and callers' metadata as greenroute stores it (:func:`user_metadata`);
 * boto3's response shapes (:func:`response_metadata`, :func:`write_metadata`, quoted ETags) and
   errors: ``ClientError`` with S3's codes, greenroute's own error kept as ``__cause__``
   (:meth:`Shaper.errors`).
@@ -19,6 +19,7 @@ import io
 import os
 import re
 import shutil
+import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any, NoReturn, cast
@@ -35,7 +36,7 @@ from greenroute.errors import (
     TargetUnavailableError,
 )
 from greenroute.model import CatalogEntry
-from greenroute.router import GreenRouter, WriteResult, validate_path
+from greenroute.router import WriteResult, validate_path
 
 __all__ = [
     "COPY_CHUNK",
@@ -43,10 +44,10 @@ __all__ = [
     "BodyAdapter",
     "RoutedRequest",
     "Shaper",
-    "entry_etag",
     "payload",
     "quote_etag",
     "response_metadata",
+    "spooler",
     "user_metadata",
     "write_metadata",
     "write_response",
@@ -68,10 +69,13 @@ _REFUSED = frozenset({
     "WriteOffsetBytes", "VersionId", "CopySourceIfMatch", "CopySourceIfNoneMatch",
     "CopySourceIfModifiedSince", "CopySourceIfUnmodifiedSince",
 })
-#: Conditional writes (the router has no compare-and-swap) and reads of one part of a physical
-#: multipart upload (the physical parts are not the caller's): refused.
-_REFUSED_ON_WRITE = frozenset({"IfMatch", "IfNoneMatch"})
+#: Writes conditional on the current object's ETag (not every backend can check one) and reads of one
+#: part of a physical multipart upload (the physical parts are not the caller's): refused.
+_REFUSED_ON_WRITE = frozenset({"IfMatch"})
 _REFUSED_ON_READ = frozenset({"PartNumber"})
+#: Where S3 takes ``IfNoneMatch="*"`` (create only), routed as an exclusive create; any other value,
+#: or the parameter on another write, is refused.
+_EXCLUSIVE_WRITES = frozenset({"PutObject", "CompleteMultipartUpload"})
 #: Values of otherwise refused parameters that are what S3 does anyway.
 _HARMLESS = {"ACL": "private", "ServerSideEncryption": "AES256"}
 
@@ -113,17 +117,6 @@ def write_metadata(result: WriteResult, status: int = 200) -> dict[str, Any]:
                              GreenrouteDecision=result.decision.decision_id,
                              GreenrouteWriteGco2e=result.write_gco2e, GreenrouteGco2eMonth=result.gco2e_month,
                              GreenrouteFailovers=list(result.failovers))
-
-
-def entry_etag(router: GreenRouter, entry: CatalogEntry) -> str:
-    """The entry's quoted etag; asked of its target when the catalog has none (a streamed S3 upload)."""
-    if entry.etag:
-        return quote_etag(entry.etag)
-    with contextlib.suppress(OSError, KeyError):
-        return quote_etag(router.target(entry.backend_id).stat(entry.path).etag)
-    return '""'
-
-
 
 
 # -- requests -----------------------------------------------------------------------------------
@@ -173,6 +166,15 @@ class BodyAdapter(io.RawIOBase):
 
     def close(self) -> None:  # the caller owns the body
         super().close()
+
+
+def spooler(directory: str | None, memory_bytes: int) -> Callable[[], IO[bytes]]:
+    """A factory of spools: in memory up to ``memory_bytes``, then a temporary file in ``directory``."""
+
+    def spool() -> IO[bytes]:
+        return cast(IO[bytes], tempfile.SpooledTemporaryFile(max_size=memory_bytes, dir=directory))
+
+    return spool
 
 
 def payload(body: Any, spool: Callable[[], IO[bytes]]) -> tuple[bytes | IO[bytes], IO[bytes] | None]:
@@ -229,6 +231,8 @@ class Shaper:
         refused = sorted(name for name, value in params.items()
                          if (name in _REFUSED or (writing and name in _REFUSED_ON_WRITE)
                              or (reading and name in _REFUSED_ON_READ)
+                             or (writing and name == "IfNoneMatch"
+                                 and (operation not in _EXCLUSIVE_WRITES or value != "*"))
                              or (name in _HARMLESS and value != _HARMLESS[name])))
         if refused:
             raise self.error("NotImplemented", f"greenroute does not support {', '.join(refused)} (it cannot "
@@ -255,6 +259,9 @@ class Shaper:
             raise self.error("InvalidArgument", str(exc), operation, 400, backend_id=backend_id) from exc
         except NoEligibleBackendError as exc:
             raise self.error("InvalidRequest", str(exc), operation, 400, backend_id=backend_id) from exc
+        except FileExistsError as exc:  # only an exclusive create (IfNoneMatch="*") raises it
+            raise self.error("PreconditionFailed", "At least one of the pre-conditions you specified did not hold",
+                             operation, 412, backend_id=backend_id, Condition="If-None-Match") from exc
         except FileNotFoundError as exc:
             raise self.missing(missing, operation, key, backend_id=backend_id) from exc
         except PermissionError as exc:

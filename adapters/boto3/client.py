@@ -36,11 +36,14 @@ are unchanged, and their ``put_object``, multipart and ranged ``get_object`` cal
 The transfer manager's progress hooks are registered on this client's own event emitter
 (``meta.events``), which emits ``request-created.s3.PutObject`` and ``...UploadPart``.
 
-A multipart upload is spooled locally (part by part, in any order and from any thread) and
-handed to the router as one object on ``complete_multipart_upload``: placement, metadata and
-the carbon estimate use the real size, the catalog entry commits only then, and
-``abort_multipart_upload`` leaves nothing behind. Uploads live in this client object, so one
-upload cannot be shared between processes.
+A multipart upload is placed at ``create_multipart_upload`` (on the file's size for boto3's managed
+uploads) and its parts go straight to the chosen backend's own multipart upload, in any order and
+from any thread: nothing is spooled on this machine. A backend fault fails over until the first
+part is accepted. ``complete_multipart_upload`` joins the parts on the backend with the carbon
+values of the real size and commits the catalog entry; ``abort_multipart_upload`` drops the
+backend's parts. ``IfNoneMatch="*"`` on ``put_object`` or ``complete_multipart_upload`` is an
+exclusive create (``PreconditionFailed``, 412, when the key exists). Uploads live in this client
+object, so one upload cannot be shared between processes.
 """
 
 from __future__ import annotations
@@ -65,17 +68,17 @@ from greenroute.config import GreenrouteConfig
 from greenroute.model import CatalogEntry, utcnow
 from greenroute.router import GreenRouter
 
-from ._multipart import Uploads, spooler
+from ._multipart import Uploads
 from ._passthrough import OBJECT_WAITERS, UNSIGNABLE, ClientMeta, RealClients, managed_transfer, s3_model
 from ._reads import Reads
 from ._shaping import (
     MIB,
     RoutedRequest,
     Shaper,
-    entry_etag,
     payload,
     quote_etag,
     response_metadata,
+    spooler,
     user_metadata,
     write_metadata,
     write_response,
@@ -85,6 +88,9 @@ __all__ = ["GreenS3Client"]
 
 _MAX_DELETE_KEYS = 1000
 _MAX_LIST_KEYS = 1000
+#: boto3's managed uploads, run against the drop-in so that their ``put_object`` or multipart calls are routed.
+_upload_file = managed_transfer(boto3.s3.inject.upload_file)
+_upload_fileobj = managed_transfer(boto3.s3.inject.upload_fileobj)
 
 
 class GreenS3Client:
@@ -112,14 +118,16 @@ class GreenS3Client:
       that are not lowercase identifiers (S3 lowercases keys; ``-`` is refused, since Azure rejects
       it) are refused on writes with ``InvalidArgument``. Reading such a key is ``NoSuchKey``.
       ``greenroute_*`` keys in a caller's ``Metadata`` are replaced by greenroute's own.
-    * ACLs other than ``private``, SSE-C and SSE-KMS, object lock, versions, conditional writes and
-      ``PartNumber`` reads are refused with ``NotImplemented`` (501). Presentation headers
-      (``ContentType``, ``CacheControl``, ...), ``StorageClass``, ``Tagging`` and checksums are
-      accepted and not stored: the router's targets store bytes and metadata only.
+    * ACLs other than ``private``, SSE-C and SSE-KMS, object lock, versions, writes conditional on
+      an ETag (``IfMatch``) and ``PartNumber`` reads are refused with ``NotImplemented`` (501).
+      ``IfNoneMatch="*"`` (create only) is honoured on ``put_object`` and
+      ``complete_multipart_upload``. Presentation headers (``ContentType``, ``CacheControl``, ...),
+      ``StorageClass``, ``Tagging`` and checksums are accepted and not stored: the router's targets
+      store bytes and metadata only.
     * A logical bucket exists as soon as it is named: ``head_bucket`` succeeds and an empty
       namespace lists as empty.
-    * A multipart upload's bytes go to the backend on ``complete_multipart_upload``, so a managed
-      upload's ``Callback`` reports parts as they are spooled, before the backend has them.
+    * A multipart upload can fail over to another backend only until its first part is accepted;
+      after that a backend fault fails the part (``ServiceUnavailable``): abort and upload again.
 
     As on S3, ``get_object`` of a missing key fails with ``NoSuchKey`` and ``head_object`` with a
     bare ``404`` (HEAD has no error body); ``delete_object`` of a missing key succeeds.
@@ -130,8 +138,10 @@ class GreenS3Client:
             best-scoring S3 backend now).
         session: The boto3 session that builds the real clients (default: a new one).
         client_config: A ``botocore.config.Config`` merged into every real client's configuration.
-        spool_dir: Where multipart parts are spooled (default: the system's temporary directory).
-        spool_memory_bytes: Parts up to this size stay in memory.
+        spool_dir: Where a one-way ``put_object`` body (one that cannot seek) is spooled so that the
+            write can fail over (default: the system's temporary directory). Multipart parts are
+            never spooled.
+        spool_memory_bytes: Such bodies up to this size stay in memory.
         owns_router: Whether :meth:`close` also closes ``router``.
 
     Raises:
@@ -164,7 +174,7 @@ class GreenS3Client:
         self.meta = ClientMeta(self._default.meta)
         self._shape = Shaper(self._default)
         self._spool = spooler(os.fspath(spool_dir) if spool_dir is not None else None, spool_memory_bytes)
-        self._uploads = Uploads(router, self._shape, self._spool, self._emit_request)
+        self._uploads = Uploads(router, self._shape, self._emit_request)
         self._reads = Reads(router, self._shape, self._real)
 
     @classmethod
@@ -237,35 +247,45 @@ class GreenS3Client:
         data, spool = payload(body, self._spool)
         try:
             with self._shape.errors("PutObject", key, missing="NoSuchBucket"):
-                result = self.router.write(path, data, metadata=user, size_hint=params.get("ContentLength"))
+                result = self.router.write(path, data, metadata=user, size_hint=params.get("ContentLength"),
+                                           exclusive=params.get("IfNoneMatch") == "*")
         finally:
             if spool is not None:
                 spool.close()
         return write_response(result)
 
     def create_multipart_upload(self, **params: Any) -> dict[str, Any]:
-        """Begin a multipart upload; nothing is placed or recorded until it completes."""
+        """Place a multipart upload and begin it on the chosen backend; nothing is committed until it completes."""
         self._shape.check("CreateMultipartUpload", params, writing=True)
         return self._uploads.create(params)
 
     def upload_part(self, **params: Any) -> dict[str, Any]:
-        """Spool one part (any order, any thread); re-uploading a part number replaces it."""
+        """Send one part to the backend (any order, any thread); re-uploading a part number replaces it."""
         self._shape.check("UploadPart", params)
         return self._uploads.upload_part(params)
 
     def complete_multipart_upload(self, **params: Any) -> dict[str, Any]:
-        """Hand the listed parts to the router as one object; the catalog entry commits now."""
+        """Join the listed parts on the backend; the catalog entry commits now (``IfNoneMatch="*"``: create only)."""
         self._shape.check("CompleteMultipartUpload", params, writing=True)
         return self._uploads.complete(params)
 
     def abort_multipart_upload(self, **params: Any) -> dict[str, Any]:
-        """Drop a multipart upload and its parts; nothing was placed or recorded."""
+        """Drop a multipart upload and the parts the backend holds; nothing was committed."""
         self._shape.check("AbortMultipartUpload", params)
         return self._uploads.abort(params)
 
-    #: boto3's managed uploads, with their ``put_object`` or multipart calls routed.
-    upload_file = managed_transfer(boto3.s3.inject.upload_file)
-    upload_fileobj = managed_transfer(boto3.s3.inject.upload_fileobj)
+    def upload_file(self, Filename: str | os.PathLike[str], Bucket: str, Key: str,
+                    ExtraArgs: Mapping[str, Any] | None = None, Callback: Callable[[int], object] | None = None,
+                    Config: Any = None) -> None:
+        """boto3's managed upload of a file, routed (``put_object``, or multipart placed on the file's size)."""
+        with self._uploads.expecting(Bucket, Key, _file_size(Filename)):
+            _upload_file(self, Filename, Bucket, Key, ExtraArgs=ExtraArgs, Callback=Callback, Config=Config)
+
+    def upload_fileobj(self, Fileobj: Any, Bucket: str, Key: str, ExtraArgs: Mapping[str, Any] | None = None,
+                       Callback: Callable[[int], object] | None = None, Config: Any = None) -> None:
+        """boto3's managed upload of a file object, routed (multipart placed on its size when it can seek)."""
+        with self._uploads.expecting(Bucket, Key, _remaining(Fileobj)):
+            _upload_fileobj(self, Fileobj, Bucket, Key, ExtraArgs=ExtraArgs, Callback=Callback, Config=Config)
 
     # -- copies ---------------------------------------------------------------------------------
 
@@ -446,7 +466,7 @@ class GreenS3Client:
                 prefixes.append(common)
                 skip, last = common, (common, True)
             else:
-                contents.append({"Key": key, "LastModified": entry.updated_at, "ETag": entry_etag(self.router, entry),
+                contents.append({"Key": key, "LastModified": entry.updated_at, "ETag": quote_etag(entry.etag),
                                  "Size": entry.size, "StorageClass": "STANDARD"})
                 last = (key, False)
         encode = params.get("EncodingType") == "url"
@@ -557,3 +577,23 @@ class GreenS3Client:
         """Refused: a presigned POST would write around greenroute's placement and catalog."""
         raise self._shape.error("NotImplemented", "a presigned POST would bypass greenroute's placement and catalog",
                           "PostObject", 501)
+
+
+def _file_size(filename: str | os.PathLike[str]) -> int | None:
+    try:
+        return os.path.getsize(filename)
+    except (OSError, TypeError, ValueError):
+        return None  # boto3 itself reports a missing file
+
+
+def _remaining(fileobj: Any) -> int | None:
+    """How many bytes a seekable file object has left, without moving it (``None`` when it cannot tell)."""
+    try:
+        if not fileobj.seekable():
+            return None
+        here = fileobj.tell()
+        end = fileobj.seek(0, os.SEEK_END)
+        fileobj.seek(here)
+    except (AttributeError, OSError, ValueError):
+        return None
+    return int(end) - int(here)

@@ -88,7 +88,8 @@ def test_metadata_and_parameters_greenroute_cannot_honour(fleet: Fleet) -> None:
     assert bad_key.value.response["Error"]["Code"] == "InvalidArgument"
     assert isinstance(bad_key.value.__cause__, InvalidMetadataError)
     for refused in ({"ACL": "public-read"}, {"SSECustomerAlgorithm": "AES256", "SSECustomerKey": "k" * 32},
-                    {"IfNoneMatch": "*"}, {"ServerSideEncryption": "aws:kms"}):
+                    {"IfMatch": '"0f343b0931126a20f133d67c2b018a3b"'}, {"IfNoneMatch": '"0f343b09"'},
+                    {"ServerSideEncryption": "aws:kms"}):
         with pytest.raises(ClientError) as err:
             s3.put_object(Bucket="lake", Key="m.txt", Body=b"x", **refused)
         assert err.value.response["Error"]["Code"] == "NotImplemented"
