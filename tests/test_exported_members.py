@@ -13,7 +13,7 @@ def test_all_is_sorted_and_complete() -> None:
     public = {n for n in dir(greenroute) if not n.startswith("_")}
     modules = {"carbon", "cli", "config", "embedded", "errors", "events", "model", "placement", "ports",
                "profiles", "scoring", "signals", "data", "adapters", "health", "router", "demo", "streams",
-               "plugins", "rebalance", "reporting"}
+               "plugins", "rebalance", "reporting", "catalog_migrate"}
     assert public - modules - set(exported) == set()
 
 
@@ -27,7 +27,8 @@ def test_pinned_surface() -> None:
         "PlacementError", "PlacementPolicy", "Provider", "ScoreWeights", "SignalKind", "UnknownRegionError",
         "__version__", "boto3_client", "green_score", "load_config", "AllBackendsFailedError", "InvalidPathError",
         "MetadataNotSupportedError", "StorageError", "TargetUnavailableError", "ObjectInfo", "StorageTarget",
-        "Catalog", "GreenRouter", "WriteResult", "CatalogEntry",
+        "Catalog", "GreenRouter", "WriteResult", "CatalogEntry", "CatalogError", "CatalogUnavailableError",
+        "ConcurrentWriteError", "InvalidMetadataError",
     }
 
 
