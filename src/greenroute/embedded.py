@@ -195,28 +195,22 @@ class EmbeddedGridSource:
         return value
 
     def _build(self, region: str, zone: str | None) -> GridCarbonData:
+        grid_zone: str | None
         if zone is not None:
             z = self._data.zone(zone)
-            return GridCarbonData(
-                region=region,
-                grid_zone=z.zone,
-                carbon_intensity_g_per_kwh=z.carbon_intensity_g_per_kwh,
-                signal=SignalKind.AVERAGE,
-                source=GridDataSource.EMBEDDED,
-                renewable_pct=z.renewable_pct,
-                observed_at=_start_of(z.year),
-                fetched_at=utcnow(),
-                is_estimated=True,
-            )
-        info = self._data.region(region)
+            grid_zone, intensity, renewable, year = z.zone, z.carbon_intensity_g_per_kwh, z.renewable_pct, z.year
+        else:
+            info = self._data.region(region)
+            grid_zone, intensity, renewable, year = (info.em_zone, info.carbon_intensity_g_per_kwh,
+                                                     info.grid_renewable_pct, info.year)
         return GridCarbonData(
             region=region,
-            grid_zone=info.em_zone,
-            carbon_intensity_g_per_kwh=info.carbon_intensity_g_per_kwh,
+            grid_zone=grid_zone,
+            carbon_intensity_g_per_kwh=intensity,
             signal=SignalKind.AVERAGE,
             source=GridDataSource.EMBEDDED,
-            renewable_pct=info.grid_renewable_pct,
-            observed_at=_start_of(info.year),
+            renewable_pct=renewable,
+            observed_at=_start_of(year),
             fetched_at=utcnow(),
             is_estimated=True,
         )
