@@ -21,6 +21,7 @@ from tests.servers.postgres import pg_url, postgres_run  # noqa: F401
 from greenroute.adapters.catalog.sqlite import SqliteCatalog
 from greenroute.model import Backend, Provider, SignalKind
 from greenroute.placement import GreenPlacementService
+from greenroute.ports import Catalog
 from greenroute.router import GreenRouter
 from greenroute.signals import GridSignals, ManualGridSource
 
@@ -53,12 +54,14 @@ def backends(tag: str) -> list[Backend]:
                     pue=PUE[b]) for b in ("base-east", "green-north", "mid-west")]
 
 
-def make_router(catalog_path: Path, clock: FrozenClock, *, signal: SignalKind = SignalKind.AVERAGE,
+def make_router(where: Path | Catalog, clock: FrozenClock, *, signal: SignalKind = SignalKind.AVERAGE,
                 intensities: dict[str, float] | None = None, baseline: str = BASELINE) -> GreenRouter:
+    """A router on the three backends, over ``where`` (a catalog, or a path for a new SQLite one)."""
     signals = GridSignals([ManualGridSource(intensities if intensities is not None else INTENSITY, signal=signal)],
                           signal=signal)
     service = GreenPlacementService(backends(uuid.uuid4().hex[:8]), signals=signals)
-    return GreenRouter(service, SqliteCatalog(catalog_path), baseline=baseline, clock=clock)
+    opened = SqliteCatalog(where) if isinstance(where, Path) else where
+    return GreenRouter(service, opened, baseline=baseline, clock=clock)
 
 
 @pytest.fixture

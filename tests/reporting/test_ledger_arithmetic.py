@@ -8,19 +8,28 @@ the reports the catalog sums in SQL.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from greenroute.model import EntryState, SignalKind
-from greenroute.ports import LedgerObject, LedgerQuery
+from greenroute.ports import Catalog, LedgerObject, LedgerQuery
 from greenroute.reporting.ledger import Grouping, ReportRequest, build_report, iter_objects
 from greenroute.router import GreenRouter
 
 from .conftest import BASELINE, INTENSITY, PUE, REGION, T0, FrozenClock, make_router
 
 REL = 1e-9
+
+
+@pytest.fixture
+def router(catalog: Catalog, clock: FrozenClock) -> Iterator[GreenRouter]:
+    """The scenario's router over every catalog the contract suite opens (SQLite and PostgreSQL)."""
+    r = make_router(catalog, clock)
+    yield r
+    r.placement.signals.close()  # the catalog fixture closes the catalog
 
 
 def write_g(size: int, backend: str) -> float:
