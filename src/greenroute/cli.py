@@ -180,8 +180,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(json.dumps({"error": type(exc).__name__, "message": str(exc)}))
         else:
             from rich.console import Console
+            from rich.markup import escape
 
-            Console(stderr=True, highlight=False).print(f"[bold red]error:[/] {exc}", markup=True)
+            # escaped: a message may hold brackets ("pip install 'greenroute[report]'")
+            Console(stderr=True, highlight=False).print(f"[bold red]error:[/] {escape(str(exc))}", markup=True)
         return 2
 
 

@@ -80,10 +80,10 @@ def finish_demo(root: Path, backends: Sequence[Backend], *, baseline: str,
         finally:
             catalog.close()
     if out is not None:
-        out.print(f"the ledger: greenroute report --config {config} [--by object|day|prefix:2 ...]")
+        out.print(f"the ledger: greenroute report --config {config} [--by object|day|prefix:2 ...]", markup=False)
         if html is not None:
-            out.print(f"[bold]HTML report: {html}[/]")
+            out.print(f"HTML report: {html}", style="bold", markup=False)
         else:
             out.print("HTML report: needs matplotlib; pip install 'greenroute[report]', then "
-                      f"greenroute report --config {config} --html {root / HTML_NAME}")
+                      f"greenroute report --config {config} --html {root / HTML_NAME}", markup=False)
     return config, html

@@ -159,14 +159,14 @@ def _emit(report: Report, fmt: str, args: argparse.Namespace, console: Callable[
             print(json.dumps(document, indent=2))
         sys.stdout.flush()
     if html is not None and not (args.json or fmt == "json"):
-        console().print(f"wrote the HTML report to {html}")
+        console().print(f"wrote the HTML report to {html}", markup=False)
 
 
 def _say(args: argparse.Namespace, console: Callable[[], Console], document: dict[str, Any], text: str) -> None:
     if args.json:
         print(json.dumps(document, indent=2))
     else:
-        console().print(text)
+        console().print(text, markup=False)
 
 
 def _nothing(request: ReportRequest, fmt: str, args: argparse.Namespace, console: Callable[[], Console],
@@ -180,7 +180,7 @@ def _nothing(request: ReportRequest, fmt: str, args: argparse.Namespace, console
         document = {**json.loads(text.getvalue()), "catalog_exists": False, "message": missing}
         print(json.dumps(document, indent=2))
     else:
-        console().print(missing)
+        console().print(missing, markup=False)
     return 0
 
 
