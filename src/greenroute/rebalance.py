@@ -990,7 +990,8 @@ class Mover:
             return live if live is not None and live.decision_id == move.move_id else None
         entry = self._entry(move, copied, live)
         try:
-            committed, _ = self.router.catalog.commit(entry, expected=move.decision_id, reason="moved")
+            committed, _ = self.router.catalog.commit(entry, expected=move.decision_id, reason="moved",
+                                                      at=entry.created_at)
         except CommitConflictError as conflict:
             current = conflict.current
             if current is not None and getattr(current, "decision_id", None) == move.move_id:
@@ -1055,6 +1056,12 @@ class Mover:
                 "since": _born(live).isoformat(), "decision": move.move_id, "replaced": move.decision_id,
                 "plan": self.plan.plan_id}
 
+    def _move_gco2e(self, move: PlannedMove) -> float:
+        placement = self.router.placement
+        i_from, i_to = self._intensities(move)
+        return move_carbon(placement.carbon_model, move.size, placement.backend(move.from_backend),
+                           placement.backend(move.to_backend), i_from, i_to).total_gco2e
+
     def _metadata(self, move: PlannedMove, info: ObjectInfo) -> dict[str, str]:
         placement = self.router.placement
         target = placement.backend(move.to_backend)
@@ -1065,8 +1072,8 @@ class Mover:
         grid = self.plan.grid.get(move.to_backend, {})
         md = {k: v for k, v in info.metadata.items() if not k.startswith("greenroute_")}
         md.update({
-            # The caller wrote these bytes once; the move's own carbon is in greenroute_moves.
-            "greenroute_gco2e": "0",
+            # The copy's write is the move (read + transfer + write); greenroute_moves says where from.
+            "greenroute_gco2e": f"{self._move_gco2e(move):.6g}",
             "greenroute_gco2e_month": f"{month:.6g}",
             "greenroute_intensity": f"{intensity:g}",
             "greenroute_signal": self.plan.signal.value,
@@ -1100,9 +1107,11 @@ class Mover:
                                     carbon_intensity_g_per_kwh=move.intensity_to)
         record = self._record(move, live, now)
         observed = grid.get("observed_at")
+        # The copy's "write" is the move: its read, transfer and write carbon, so the ledger's sums
+        # include every move. The baseline would not have moved (0), so a move counts against savings.
         return CatalogEntry(
             path=move.path, backend_id=move.to_backend, url=copied.info.url, size=copied.size,
-            etag=copied.info.etag, write_gco2e=0.0, gco2e_month=month,
+            etag=copied.info.etag, write_gco2e=float(record["gco2e"]), gco2e_month=month,
             carbon_intensity_g_per_kwh=move.intensity_to, signal=self.plan.signal,
             source=GridDataSource(str(grid.get("source", GridDataSource.EMBEDDED.value))),
             decision_id=move.move_id, state=EntryState.COMMITTED, created_at=now, updated_at=now,

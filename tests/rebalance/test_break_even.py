@@ -111,7 +111,10 @@ def test_apply_moves_a_and_records_the_move(config: Path, moto_server: LocalServ
         assert router.read("lake/a.bin") == b"a" * SIZE
         live = router.lookup("lake/a.bin")
         assert live is not None and live.backend_id == "s3-mid" and live.decision_id == plan.moves[0].move_id
-        assert live.write_gco2e == 0.0 and live.retention_days == 365
+        # The copy's write is the move, so the ledger (and every report) counts the move's carbon.
+        assert live.write_gco2e == pytest.approx(MOVE, rel=1e-9) and live.retention_days == 365
+        written = sum(e.write_gco2e for e in router.catalog.history("lake/a.bin"))
+        assert written == pytest.approx(old.write_gco2e + MOVE, rel=1e-9)
         (record,) = [json.loads(m) for m in live.moves]
         assert (record["from"], record["to"], record["bytes"]) == ("s3-dirty", "s3-mid", SIZE)
         assert record["gco2e"] == pytest.approx(MOVE, rel=1e-9) and record["decision"] == live.decision_id
@@ -123,6 +126,7 @@ def test_apply_moves_a_and_records_the_move(config: Path, moto_server: LocalServ
         md = router.stat("lake/a.bin").metadata
         assert md["team"] == "a" and md["greenroute_backend"] == "s3-mid"
         assert md["greenroute_move_of"] == old.decision_id
+        assert float(md["greenroute_gco2e"]) == pytest.approx(MOVE, rel=1e-5)
         assert [(m["from"], m["to"]) for m in json.loads(md["greenroute_moves"])] == [("s3-dirty", "s3-mid")]
 
         # B and C did not move; the old copy of A is gone from s3-dirty, and nothing else was touched.
