@@ -11,6 +11,7 @@ directly (plain boto3 against moto, azure-storage-blob against Azurite), never t
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -25,6 +26,10 @@ from tests.servers.local import MOTO_KEY, MOTO_SECRET, LocalServer, azure_connec
 
 import greenroute
 from greenroute.adapters.boto3.client import GreenS3Client
+
+# gcsfs reads this when imported: without it, a TLS gRPC probe precedes every call (a minute each against
+# the HTTP emulator). The GCS target sets it too, but a test may import gcsfs first.
+os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 
 #: Best to worst on the embedded annual grid averages.
 REGIONS = ("eu-north-1", "us-west-2", "us-east-1")
