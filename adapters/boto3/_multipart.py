@@ -52,7 +52,8 @@ class _Part:
 
     size: int
     etag: str
-    crc32: str
+    #: Its CRC32, when the caller asked for one (``ChecksumAlgorithm="CRC32"``).
+    crc32: str | None
 
 
 @dataclass
@@ -138,22 +139,24 @@ class Uploads:
         body = params.get("Body")
         self._emit(op, body)
         data = _read(body)
-        crc = zlib.crc32(data)
-        part = _Part(len(data), hashlib.md5(data, usedforsecurity=False).hexdigest(),
-                     base64.b64encode(crc.to_bytes(4, "big")).decode())
         routed = upload.routed
         with self._shape.errors(op, upload.key, missing="NoSuchBucket", backend_id=routed.decision.backend_id):
             try:
-                routed.upload_part(number, data)
+                tag = routed.upload_part(number, data)
             except FileNotFoundError:
                 if routed.closed:
                     raise self._no_such_upload(op, upload.upload_id) from None
                 raise
-        del data
-        upload.parts[number] = part
-        response: dict[str, Any] = {"ETag": quote_etag(part.etag), "ResponseMetadata": self._where(routed)}
+        # An S3 backend's part ETag is the part's MD5 already; other backends give none, so it is computed.
+        etag = tag or hashlib.md5(data, usedforsecurity=False).hexdigest()
+        crc32 = None
         if str(params.get("ChecksumAlgorithm", "")).upper() == "CRC32":
-            response["ChecksumCRC32"] = part.crc32
+            crc32 = base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+        upload.parts[number] = _Part(len(data), etag, crc32)
+        del data
+        response: dict[str, Any] = {"ETag": quote_etag(etag), "ResponseMetadata": self._where(routed)}
+        if crc32 is not None:
+            response["ChecksumCRC32"] = crc32
         return response
 
     def complete(self, params: Mapping[str, Any]) -> dict[str, Any]:

@@ -17,19 +17,20 @@ state, and the mapping of each provider's errors through its target.
 
 from __future__ import annotations
 
+import io
 import itertools
 import logging
 import secrets
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from greenroute.ports import ObjectInfo
 
 if TYPE_CHECKING:
     from ._fsspec_target import FsspecTarget, Stamp
 
-__all__ = ["MAX_PARTS", "STAGING_PREFIX", "StagedUpload"]
+__all__ = ["MAX_PARTS", "STAGING_PREFIX", "PartReader", "StagedUpload"]
 
 log = logging.getLogger(__name__)
 
@@ -134,3 +135,38 @@ class StagedUpload:
         except OSError as exc:
             log.warning("multipart upload of %s on %s: could not remove its staged parts: %s", self.path,
                         self._target.backend.id, exc)
+
+
+class PartReader(io.RawIOBase):
+    """A part's bytes as a seekable stream that never copies them.
+
+    HTTP clients copy a ``bytes`` or ``BytesIO`` body into a buffer of their own (aiohttp does), so
+    a part would be held twice while it is sent; a plain stream is read in chunks instead, and sought
+    back for a retry or a checksum.
+    """
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__()
+        self._view = memoryview(data)
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        out = memoryview(buffer).cast("B")
+        n = min(out.nbytes, self._view.nbytes - self._pos)
+        out[:n] = self._view[self._pos:self._pos + n]
+        self._pos += n
+        return n
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._view.nbytes}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos

@@ -25,7 +25,7 @@ from fsspec.asyn import sync  # type: ignore[import-untyped]
 from greenroute.model import Backend, Provider
 
 from ._fsspec_target import Fault, FsspecTarget, Stamp, cloud_filesystem
-from ._multipart import StagedUpload
+from ._multipart import PartReader, StagedUpload
 
 __all__ = ["S3Target", "S3Upload", "from_backend"]
 
@@ -200,7 +200,7 @@ class S3Upload(StagedUpload):
         upload_id = self._upload_id or self._begin(
             self._s3._prepare_metadata(dict(self._metadata_at_close(len(data)))))
         out = self._s3.fs.call_s3("upload_part", Bucket=self._bucket, Key=self._key, UploadId=upload_id,
-                                  PartNumber=number, Body=data)
+                                  PartNumber=number, Body=PartReader(data), ContentLength=len(data))
         etag = str(out["ETag"])
         with self._lock:
             self._etags[number] = etag
