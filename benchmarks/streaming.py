@@ -22,8 +22,8 @@ parts, 10 threads, the classic transfer manager on both sides):
   multipart upload.
 
 Every case also reports the local disk it used: the peak size of its temporary folder (``TMPDIR``,
-a fresh empty folder per case, sampled every 10 ms) and the bytes it wrote to storage
-(``write_bytes`` of ``/proc/self/io``).
+a fresh empty folder per case, sampled every 10 ms, counting the unlinked temporary files the process
+holds open there) and the bytes it wrote to storage (``write_bytes`` of ``/proc/self/io``).
 
 The target: peak RSS within 100 MB plus twice the block size. The smoke run streams 32 MiB.
 
@@ -75,7 +75,7 @@ BASELINES = {UPLOAD_KIND: UPLOAD_MODES[0]}
 
 
 class _FolderWatch:
-    """The largest total size of the files under ``folder`` while it runs (sampled every 10 ms)."""
+    """The largest total size of this process's files under ``folder`` while it runs (sampled every 10 ms)."""
 
     def __init__(self, folder: str) -> None:
         self.folder = folder
@@ -85,15 +85,31 @@ class _FolderWatch:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            total = 0
-            for root, _, files in os.walk(self.folder):
-                for name in files:
-                    try:
-                        total += os.stat(os.path.join(root, name)).st_size
-                    except FileNotFoundError:
-                        continue
-            self.peak = max(self.peak, total)
+            self.peak = max(self.peak, self._size())
             self._stop.wait(0.01)
+
+    def _size(self) -> int:
+        """Files under the folder, and files this process holds open there unlinked (``TemporaryFile``)."""
+        total, seen = 0, set()
+        for root, _, files in os.walk(self.folder):
+            for name in files:
+                try:
+                    st = os.stat(os.path.join(root, name))
+                except FileNotFoundError:
+                    continue
+                seen.add((st.st_dev, st.st_ino))
+                total += st.st_size
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                if not os.readlink(f"/proc/self/fd/{fd}").startswith(self.folder + "/"):
+                    continue
+                st = os.stat(f"/proc/self/fd/{fd}")
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) not in seen:
+                seen.add((st.st_dev, st.st_ino))
+                total += st.st_size
+        return total
 
     def __enter__(self) -> _FolderWatch:
         self._thread.start()
