@@ -102,7 +102,8 @@ def test_streamed_write_binds_metadata_at_close(target: FsspecTarget) -> None:
         stream.write(data[start:start + MiB])
     stream.close()
     expected = {**METADATA, "greenroute_gco2e": f"{size * 1e-9:.6g}", "size": str(size)}
-    assert seen == [size]
+    assert seen[-1] == size
+    assert seen[:-1] in ([], [0])  # S3 creates its upload with the values for size 0, then binds these
     info = stream.info  # type: ignore[attr-defined]
     assert info.size == size
     assert dict(info.metadata) == expected
