@@ -102,11 +102,28 @@ class Reads:
             except (botocore.exceptions.ConnectionError, botocore.exceptions.HTTPClientError) as exc:
                 raise self._shape.error("ServiceUnavailable", f"{entry.backend_id} is unreachable: {exc}", operation,
                                         503, backend_id=entry.backend_id, location=entry.url) from exc
-            response["Metadata"] = canonical_metadata(response.get("Metadata") or {})
+            response["Metadata"] = self._with_late_values(client, call, response)
             response.setdefault("ResponseMetadata", {}).update(GreenrouteBackend=entry.backend_id,
                                                                GreenrouteLocation=entry.url)
             return response
         return self._read_target(operation, params, entry, head)
+
+    @staticmethod
+    def _with_late_values(client: Any, call: Mapping[str, Any], response: Mapping[str, Any]) -> dict[str, str]:
+        """The object's metadata, with the carbon values an S3 target bound late as tags merged in.
+
+        A stream or multipart upload whose size was unknown at its start carries a marker instead
+        (see :mod:`greenroute.adapters.storage.s3`); only such objects cost a ``GetObjectTagging``.
+        """
+        raw = dict(response.get("Metadata") or {})
+        from ..storage.s3 import LATE_KEY, _merge_late  # the S3 target's own rule (only it writes the marker)
+
+        if LATE_KEY in raw:
+            version = response.get("VersionId")
+            tagging = client.get_object_tagging(Bucket=call["Bucket"], Key=call["Key"],
+                                                **({"VersionId": version} if version and version != "null" else {}))
+            raw = _merge_late(raw, tagging)
+        return canonical_metadata(raw)
 
     def _read_target(self, operation: str, params: Mapping[str, Any], entry: CatalogEntry,
                      head: bool) -> dict[str, Any]:

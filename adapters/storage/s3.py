@@ -413,9 +413,10 @@ class S3Upload(StagedUpload):
     """A multipart upload to an :class:`S3Target`: the bucket's own, one UploadPart per part.
 
     S3 takes the metadata with CreateMultipartUpload, before the size is known: it gets the values
-    for ``size_hint`` (the upload begins at once), or, without a hint, for the first part's size
-    (the upload begins with the first part). If the completed object's size gives other values,
-    they are bound after completion (:meth:`S3Target._bind_metadata_after_upload`).
+    for ``size_hint`` (the upload begins at once), or, without a hint, for the first part's size and
+    the late-values marker (the upload begins with the first part). If the completed object's size
+    gives other values, they are bound after completion as a stream's are
+    (:meth:`S3Target._bind_metadata_after_upload`: tags, or a copy where tags cannot hold them).
     """
 
     def __init__(self, target: S3Target, path: str, metadata_at_close: Callable[[int], Mapping[str, str]],
@@ -439,8 +440,8 @@ class S3Upload(StagedUpload):
             return self._upload_id
 
     def _send(self, number: int, data: bytes) -> str | None:
-        upload_id = self._upload_id or self._begin(
-            self._s3._prepare_metadata(dict(self._metadata_at_close(len(data)))))
+        upload_id = self._upload_id or self._begin(  # an estimate: marked, so the real values can follow as tags
+            self._s3._provisional(self._s3._prepare_metadata(dict(self._metadata_at_close(len(data))))))
         out = self._s3.fs.call_s3("upload_part", Bucket=self._bucket, Key=self._key, UploadId=upload_id,
                                   PartNumber=number, Body=PartReader(data), ContentLength=len(data))
         etag = str(out["ETag"])
@@ -455,9 +456,8 @@ class S3Upload(StagedUpload):
                                   UploadId=self._upload_id, MultipartUpload={"Parts": parts})
         self._s3.fs.invalidate_cache(self._full)
         etag = self._s3._etag(out)
-        if stored != self._upfront:
-            etag = self._s3._bind_metadata_after_upload(self._full, stored, self._upfront) or etag
-        return etag, None
+        rebound = self._s3._bind_metadata_after_upload(self._full, stored, self._upfront, out.get("VersionId"))
+        return rebound or etag, None
 
     def _drop(self) -> None:
         if self._upload_id is not None:

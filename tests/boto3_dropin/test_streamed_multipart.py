@@ -358,3 +358,27 @@ def test_a_managed_upload_gives_s3_the_final_values_at_create(fleet: Fleet, tmp_
     assert head["ETag"].strip('"').endswith("-3")
     assert head["ETag"].strip('"') == entry.etag
     assert float(head["Metadata"]["greenroute_gco2e"]) == pytest.approx(entry.write_gco2e, rel=1e-5)
+
+
+def test_an_explicit_upload_without_a_size_gets_its_real_values_without_a_copy(fleet: Fleet) -> None:
+    """S3 gets the first part's estimate at create; the real values follow as tags (the S3 target's rule),
+    so the object keeps its multipart ETag, and the drop-in's reads show the real values."""
+    s3 = fleet.client()
+    upload_id = s3.create_multipart_upload(Bucket="media", Key="est.bin", Metadata={"team": "est"})["UploadId"]
+    parts = [payload(PART, 7), payload(PART, 8), b"end"]
+    listed = [{"PartNumber": n, "ETag": s3.upload_part(Bucket="media", Key="est.bin", UploadId=upload_id,
+                                                       PartNumber=n, Body=body)["ETag"]}
+              for n, body in enumerate(parts, 1)]
+    s3.complete_multipart_upload(Bucket="media", Key="est.bin", UploadId=upload_id, MultipartUpload={"Parts": listed})
+    entry = s3.router.lookup("media/est.bin")
+    assert entry is not None and entry.size == 2 * PART + 3
+    head = s3.head_object(Bucket="media", Key="est.bin")
+    assert head["ETag"].strip('"').endswith("-3") and head["ETag"].strip('"') == entry.etag
+    assert float(head["Metadata"]["greenroute_gco2e"]) == pytest.approx(entry.write_gco2e, rel=1e-5)
+    assert "greenroute_late" not in head["Metadata"] and head["Metadata"]["team"] == "est"
+    got = s3.get_object(Bucket="media", Key="est.bin")
+    assert float(got["Metadata"]["greenroute_gco2e"]) == pytest.approx(entry.write_gco2e, rel=1e-5)
+    assert got["Body"].read() == b"".join(parts)
+    # The object itself was created with the first part's estimate: the real values are not in its metadata.
+    _, raw = fleet.head(NORTH, "media/est.bin")
+    assert float(raw["greenroute_gco2e"]) != pytest.approx(entry.write_gco2e, rel=1e-3)
