@@ -6,11 +6,12 @@ text or as ``datetime`` (PostgreSQL's ``timestamptz``); flags as ``0``/``1`` or 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 
 from greenroute.model import CatalogEntry, EntryState, GridDataSource, SignalKind
 
-__all__ = ["COLUMNS", "entry_from_row", "prefix_end", "row_from_entry"]
+__all__ = ["COLUMNS", "as_committed", "entry_from_row", "prefix_end", "row_from_entry"]
 
 COLUMNS: tuple[str, ...] = (
     "decision_id", "path", "state", "backend_id", "url", "size", "etag", "write_gco2e", "gco2e_month", "intensity",
@@ -25,6 +26,13 @@ def prefix_end(prefix: str) -> str:
     return prefix[:-1] + chr(ord(prefix[-1]) + 1)
 
 
+def as_committed(entry: CatalogEntry) -> CatalogEntry:
+    """``entry`` as a live entry: committed, not closed (a write's entry already is one, and is not copied)."""
+    if entry.state is EntryState.COMMITTED and entry.closed_at is None and entry.closed_reason is None:
+        return entry
+    return replace(entry, state=EntryState.COMMITTED, closed_at=None, closed_reason=None)
+
+
 def row_from_entry(e: CatalogEntry, *, timestamps_as_text: bool = True) -> tuple[object, ...]:
     """``e`` as a row in :data:`COLUMNS` order."""
     def ts(value: datetime | None) -> object:
@@ -32,9 +40,12 @@ def row_from_entry(e: CatalogEntry, *, timestamps_as_text: bool = True) -> tuple
             return value
         return value.isoformat()
 
+    # A commit's entry is created and updated at one instant: one isoformat for both (a hot path).
+    created = ts(e.created_at)
+    updated = created if e.updated_at is e.created_at else ts(e.updated_at)
     return (e.decision_id, e.path, e.state.value, e.backend_id, e.url, e.size, e.etag, e.write_gco2e,
             e.gco2e_month, e.carbon_intensity_g_per_kwh, e.signal.value, e.source.value, "\n".join(e.failovers),
-            ts(e.created_at), ts(e.updated_at), e.region, e.grid_zone, ts(e.observed_at), int(e.is_estimated),
+            created, updated, e.region, e.grid_zone, ts(e.observed_at), int(e.is_estimated),
             int(e.is_stale), int(e.fallback), e.model_version, e.retention_days, e.baseline_backend,
             e.baseline_write_gco2e, e.baseline_gco2e_month, e.baseline_note, ts(e.closed_at), e.closed_reason,
             "\n".join(e.moves))

@@ -65,7 +65,7 @@ from greenroute.model import CatalogEntry, EntryState, utcnow
 from greenroute.ports import LedgerObject, LedgerQuery, LedgerTotals, Placement
 
 from . import _ledger
-from ._rows import COLUMNS, entry_from_row, prefix_end, row_from_entry
+from ._rows import COLUMNS, as_committed, entry_from_row, prefix_end, row_from_entry
 
 __all__ = ["SCHEMA_VERSION", "PostgresCatalog", "PostgresSettings", "from_url"]
 
@@ -558,7 +558,7 @@ class PostgresCatalog:
                at: datetime | None = None) -> tuple[CatalogEntry, CatalogEntry | None]:
         """Make ``entry`` the live entry of its path if the live entry is still ``expected`` (one round trip);
         the replaced entry is closed with ``reason`` at ``at`` (default now)."""
-        committed = replace(entry, state=EntryState.COMMITTED, closed_at=None, closed_reason=None)
+        committed = as_committed(entry)
         sql = f"SELECT outcome, (entry).* FROM {self.schema}.gr_commit({self._row}, %s, %s, %s)"
         params = [*self._params(committed, EntryState.COMMITTED), expected, at or utcnow(), reason]
         deadline = time.monotonic() + self.settings.retry_seconds

@@ -35,7 +35,7 @@ from greenroute.model import CatalogEntry, EntryState, utcnow
 from greenroute.ports import LedgerObject, LedgerQuery, LedgerTotals, Placement
 
 from . import _ledger
-from ._rows import COLUMNS, entry_from_row, prefix_end, row_from_entry
+from ._rows import COLUMNS, as_committed, entry_from_row, prefix_end, row_from_entry
 
 __all__ = ["SqliteCatalog", "from_url"]
 
@@ -100,6 +100,9 @@ ALTER TABLE entries_v2 RENAME TO entries;
 _INSERT = (f"INSERT INTO entries ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}) "
            "ON CONFLICT (decision_id) DO UPDATE SET "
            + ", ".join(f"{c} = excluded.{c}" for c in COLUMNS if c != "decision_id"))
+#: The commit of a path expected to have no live entry: a unique violation on the live path, or this
+#: decision being that live entry already, inserts nothing (and the caller reads the live entry).
+_INSERT_NEW = _INSERT + " WHERE NOT (entries.state = 'committed' AND entries.path = excluded.path)"
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM entries"
 _LEDGER_PAGE = 5000
 _CLOSE = "UPDATE entries SET state = 'closed', closed_at = ?, closed_reason = ?, updated_at = ? WHERE decision_id = ?"
@@ -238,8 +241,17 @@ class SqliteCatalog:
         """Make ``entry`` the live entry of its path if the live entry is still ``expected``; the replaced
         entry is closed with ``reason`` at ``at`` (default now)."""
         now = at or utcnow()
-        committed = replace(entry, state=EntryState.COMMITTED, closed_at=None, closed_reason=None)
+        committed = as_committed(entry)
         with self._write() as db:
+            if expected is None:
+                # A new path (the common write) is the INSERT alone: the unique index on live paths is
+                # the compare-and-set (a violation, or this decision already live, inserts nothing).
+                try:
+                    inserted = db.execute(_INSERT_NEW, row_from_entry(committed)).rowcount
+                except sqlite3.IntegrityError:
+                    inserted = 0
+                if inserted == 1:
+                    return committed, None
             old = _live(db, entry.path)
             if (old.decision_id if old is not None else None) != expected:
                 raise CommitConflictError(entry.path, _brief(old))

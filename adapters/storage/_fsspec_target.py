@@ -155,6 +155,8 @@ def _decode_value(value: str) -> str:
 
 
 def _encode_value(value: str, ascii_only: bool) -> str:
+    if not ascii_only and not value.startswith("=?"):
+        return value  # every write's every value: the common case first
     plain = value.isascii() and value.isprintable() and value == value.strip()
     if (plain or not ascii_only) and not value.startswith("=?"):
         return value
@@ -571,8 +573,9 @@ class FsspecTarget:
                     f"{self.backend.id}: metadata value of {key!r} is a {type(value).__name__}, not a str",
                     backend_id=self.backend.id)
             stored[key] = _encode_value(value, self.ascii_metadata)
-        size = sum(len(k.encode()) + len(v.encode()) for k, v in stored.items())
-        if self.max_metadata_bytes is not None and size > self.max_metadata_bytes:
+        limit = self.max_metadata_bytes
+        size = 0 if limit is None else len("".join(stored).encode()) + len("".join(stored.values()).encode())
+        if limit is not None and size > limit:
             raise MetadataNotSupportedError(
                 f"{self.backend.id}: metadata takes {size} bytes, over this store's {self.max_metadata_bytes}",
                 backend_id=self.backend.id)

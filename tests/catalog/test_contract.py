@@ -62,6 +62,23 @@ def test_commit_against_a_stale_expectation_conflicts_and_changes_nothing(catalo
     assert catalog.decision("d2") is None
 
 
+def test_committing_the_live_decision_again_with_no_expectation_conflicts(catalog: Catalog) -> None:
+    committed, _ = catalog.commit(make_entry("ns/a", "d1", size=1), expected=None)
+    with pytest.raises(CommitConflictError) as info:
+        catalog.commit(make_entry("ns/a", "d1", size=2), expected=None)
+    assert info.value.current == Placement("d1", "b1", "memory://b1/ns/a")
+    assert catalog.lookup("ns/a") == committed
+
+
+def test_a_reserved_create_conflicts_with_a_writer_that_committed_the_path_meanwhile(catalog: Catalog) -> None:
+    catalog.begin(make_entry("ns/r", "r1"))
+    other, _ = catalog.commit(make_entry("ns/r", "d2", backend="b2"), expected=None)
+    with pytest.raises(CommitConflictError) as info:
+        catalog.commit(make_entry("ns/r", "r1"), expected=None)
+    assert info.value.current == Placement("d2", "b2", "memory://b2/ns/r")
+    assert catalog.lookup("ns/r") == other
+
+
 def test_commit_on_an_absent_path_that_expected_one_conflicts(catalog: Catalog) -> None:
     with pytest.raises(CommitConflictError) as info:
         catalog.commit(make_entry("ns/a", "d2"), expected="d1")
