@@ -7,9 +7,10 @@ index allows at most one committed entry per path, so the catalog can never show
 A write commits in one transaction (:meth:`SqliteCatalog.commit`): a compare-and-set against the
 live entry the write saw, which closes that entry and inserts the new one. The database runs in WAL
 mode with ``synchronous = NORMAL``, so readers never block the writer, and every write transaction
-starts with ``BEGIN IMMEDIATE`` under a busy timeout, so writers in one process (one connection
-per thread) and across processes on one machine queue instead of failing. A lock held past the
-timeout is a :class:`~greenroute.errors.CatalogUnavailableError`, never a ``sqlite3`` error.
+starts with ``BEGIN IMMEDIATE`` (or is one statement, as the commit of a new path is) under a busy
+timeout, so writers in one process (one connection per thread) and across processes on one machine
+queue instead of failing. A lock held past the timeout is a
+:class:`~greenroute.errors.CatalogUnavailableError`, never a ``sqlite3`` error.
 
 The schema carries a version (``PRAGMA user_version``) and forward migrations, run on first use
 under the same write lock, so two processes opening a new file at once cannot race.
@@ -242,16 +243,20 @@ class SqliteCatalog:
         entry is closed with ``reason`` at ``at`` (default now)."""
         now = at or utcnow()
         committed = as_committed(entry)
-        with self._write() as db:
-            if expected is None:
-                # A new path (the common write) is the INSERT alone: the unique index on live paths is
-                # the compare-and-set (a violation, or this decision already live, inserts nothing).
+        if expected is None:
+            # A new path (the common write) is one INSERT, a transaction of its own: the unique index on
+            # live paths is the compare-and-set (a violation, or this decision already live, inserts
+            # nothing; the transaction below then reads what is live). One statement holds SQLite's write
+            # lock only while SQLite runs it, never while this thread waits for the GIL between statements.
+            guard = self._lock if self._shared is not None else _NULL_LOCK
+            with self._errors(), guard:
                 try:
-                    inserted = db.execute(_INSERT_NEW, row_from_entry(committed)).rowcount
+                    inserted = self._db().execute(_INSERT_NEW, row_from_entry(committed)).rowcount
                 except sqlite3.IntegrityError:
                     inserted = 0
-                if inserted == 1:
-                    return committed, None
+            if inserted == 1:
+                return committed, None
+        with self._write() as db:
             old = _live(db, entry.path)
             if (old.decision_id if old is not None else None) != expected:
                 raise CommitConflictError(entry.path, _brief(old))
