@@ -5,6 +5,8 @@
     python benchmarks/run.py --out DIR  # write the results somewhere else (the smoke test does)
     python benchmarks/run.py --only decision_latency,catalog_scaling   # just their <name>.json
     python benchmarks/run.py --readme README.md   # also refresh the README's generated table
+    python benchmarks/run.py --only write_overhead --readme README.md   # the same, with the other sections'
+                                                                        # rows and targets from <out>/<name>.json
 
 Sections, each also runnable on its own (``python benchmarks/<name>.py``):
 
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import sys
 import time
 import traceback
@@ -89,7 +92,7 @@ def run_sections(ctx: Context, names: list[str]) -> tuple[dict[str, Section], li
 
 def headline_rows(sections: dict[str, Section]) -> list[dict[str, Any]]:
     writes = sections.get("write_overhead")
-    return list(writes.rows) if writes is not None else []
+    return [r for r in writes.rows if r.get("readme", True)] if writes is not None else []
 
 
 def markdown(report: dict[str, Any], sections: dict[str, Section]) -> str:
@@ -110,11 +113,26 @@ def markdown(report: dict[str, Any], sections: dict[str, Section]) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+def stored_sections(out: Path, names: list[str]) -> dict[str, Section]:
+    """The sections of earlier runs, from ``<out>/<name>.json`` (those with no file are left out)."""
+    found: dict[str, Section] = {}
+    for name in names:
+        path = out / f"{name}.json"
+        if path.exists():
+            data = json.loads(path.read_text())
+            found[name] = Section(name, data.get("title", name), params=data.get("params", {}),
+                                  rows=data.get("rows", []), targets=data.get("targets", []),
+                                  notes=data.get("notes", []), skipped=data.get("skipped", []))
+    return found
+
+
 def readme_block(report: dict[str, Any], sections: dict[str, Section]) -> str:
     """The headline and the targets: what the README shows."""
     m = report["machine"]
     lines = [f"Measured {report['date'][:10]} on {m['cpu']} ({m['cores']} cores), {m['python']}"
-             + (" (smoke run)" if report["smoke"] else "") + ".", "",
+             + (" (smoke run)" if report["smoke"] else "")
+             + (f"; {', '.join(report['partial'])} measured then, the other sections in their last runs"
+                if report.get("partial") else "") + ".", "",
              "**Routed vs direct writes** (median of interleaved runs; ratio = routed / direct):", "",
              "| backend | size | routed | direct | direct p50 (ms) | routed p50 (ms) | ratio | added ms/write |",
              "|---|---|---|---|---:|---:|---:|---:|"]
@@ -173,6 +191,12 @@ def main(argv: list[str] | None = None) -> int:
     if names != list(SECTIONS):
         print(f"wrote {', '.join(f'{n}.json' for n in names)} in {args.out}; latest.json and latest.md are only "
               "written by a run of every section")
+        if args.readme is not None and not args.smoke and not failed:
+            merged = {**stored_sections(args.out, list(SECTIONS)), **sections}
+            merged = {n: merged[n] for n in SECTIONS if n in merged}
+            partial = {**report, "partial": names, "targets": [t for s in merged.values() for t in s.targets]}
+            if update_readme(args.readme, readme_block(partial, merged)):
+                print(f"refreshed the benchmark table in {args.readme} ({', '.join(names)} from this run)")
         return 1 if failed else 0
     write_json(args.out / "latest.json", clean_numbers(report))
     (args.out / "latest.md").write_text(markdown(report, sections))

@@ -11,14 +11,22 @@ key:
   ``greenroute://`` filesystem imports and round-trips (otherwise skipped, with the reason);
 * ``greenroute.boto3_client put_object``, when the drop-in client imports and round-trips, compared
   with ``GreenRouter.write`` (what the drop-in adds to the router) and, on S3, with ``boto3
-  put_object`` (plain boto3).
+  put_object`` (plain boto3);
+* on memory and S3, the direct writes again **carrying the metadata the router stamps** (``direct
+  fsspec + metadata``, ``boto3 put_object + metadata``): the issue's targets compare each routed
+  front door with these, so what is measured is routing, not the metadata the design requires.
+  (fsspec's memory filesystem has no metadata of its own: the direct write sets the same dict on
+  the stored object, as the memory target does.)
 
 Each router comes from a TOML config in a temporary directory with ``[placement] sources =
 ["embedded"]``, one backend of the kind, and ``[catalog] url = "sqlite:///<tmp>/catalog.db"``.
 The headline per pair is median(routed) / median(direct) and the added time per write.
 
 One extra measurement splits a routed write into placement, catalog and storage time, so a missed
-target says where the time goes.
+target says where the time goes. Another is throughput: 8 threads writing 1 KiB objects to a memory
+backend through one router, against 8 threads writing the memory filesystem directly, with one
+routed thread beside them, the process's CPU time per second of wall time (what the GIL allows),
+and the time the threads spent inside ``catalog.commit``.
 
     python benchmarks/write_overhead.py [--smoke] [--out benchmarks/results]
 """
@@ -26,7 +34,14 @@ target says where the time goes.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +70,14 @@ from greenroute import GreenRouter
 BUCKET = "gr-bench-writes"
 TARGET_RATIO = 1.03
 TARGET_ADDED_MS = 0.3
+#: Throughput: threads, writes per thread in a full and a smoke run.
+THREADS = 8
+FULL_WRITES_PER_THREAD = 1500
+SMOKE_WRITES_PER_THREAD = 20
+#: Throughput from processes (no shared GIL): how many, and seconds of writing in a full and a smoke run.
+PROCESSES = 8
+FULL_PROCESS_SECONDS = 3.0
+SMOKE_PROCESS_SECONDS = 0.3
 
 #: (size, rounds for memory/file, rounds for S3) in a full run.
 FULL_PLAN = ((1 * KiB, 1000, 150), (1 * MiB, 300, 200), (16 * MiB, 40, 20))
@@ -72,7 +95,7 @@ class Kind:
     config: Path
     direct_fs: Any
     direct_root: str
-    #: Metadata like the router stamps, for a direct write that carries it too (S3 only).
+    #: Metadata like the router stamps, for a direct write that carries it too (memory and S3).
     metadata: dict[str, str] | None = None
 
 
@@ -81,7 +104,8 @@ def _memory_kind(tmp: Path) -> Kind:
 
     config = write_config(tmp / "memory" / "greenroute.toml", catalog_db=tmp / "memory" / "catalog.db", backends=[
         {"id": "bench-memory", "provider": "memory", "region": "eu-north-1", "root": "memory://gr-bench-routed"}])
-    return Kind("memory", GreenRouter.from_config(config), config, MemoryFileSystem(), "/gr-bench-direct")
+    router = GreenRouter.from_config(config)
+    return Kind("memory", router, config, MemoryFileSystem(), "/gr-bench-direct", _stamped(router))
 
 
 def _file_kind(tmp: Path) -> Kind:
@@ -102,10 +126,15 @@ def _s3_kind(tmp: Path, endpoint: str) -> Kind:
         {"id": "bench-s3", "provider": "s3", "region": "eu-north-1", "root": f"s3://{BUCKET}/routed",
          "storage_options": options}])
     router = GreenRouter.from_config(config)
+    return Kind("s3", router, config, s3fs.S3FileSystem(**options), f"{BUCKET}/direct", _stamped(router))
+
+
+def _stamped(router: GreenRouter) -> dict[str, str]:
+    """The metadata the router stamps on a write (its values, at the benchmark's key length)."""
     router.write("probe/metadata.bin", b"x")
     metadata = dict(router.stat("probe/metadata.bin").metadata)
     router.delete("probe/metadata.bin")
-    return Kind("s3", router, config, s3fs.S3FileSystem(**options), f"{BUCKET}/direct", metadata)
+    return metadata
 
 
 # -- the optional front doors ----------------------------------------------------------------------
@@ -164,13 +193,22 @@ def _variants(kind: Kind, size: int, data: bytes, gfs: Any, plain_s3: Any, gclie
         "GreenRouter.write": lambda i: router.write(f"routed/{label}/{i}", data),
     }
     md = kind.metadata
-    if md is not None:
+    if md is not None and kind.name == "memory":
+        def memory_with_metadata(i: int) -> None:
+            fs.pipe_file(f"{direct_dir}-md/{i}", data)
+            fs.store[f"{direct_dir}-md/{i}"].metadata = dict(md)
+
+        variants["direct fsspec + metadata"] = memory_with_metadata
+    elif md is not None:
         variants["direct fsspec + metadata"] = lambda i: fs.pipe_file(f"{direct_dir}-md/{i}", data, Metadata=md)
     if gfs is not None:
         variants["greenroute:// pipe"] = lambda i: gfs.pipe_file(f"greenroute://grfs/{label}/{i}", data)
     if plain_s3 is not None:
         variants["boto3 put_object"] = lambda i: plain_s3.put_object(Bucket=BUCKET, Key=f"boto3/{label}/{i}",
                                                                      Body=data)
+        if md is not None:
+            variants["boto3 put_object + metadata"] = lambda i: plain_s3.put_object(
+                Bucket=BUCKET, Key=f"boto3-md/{label}/{i}", Body=data, Metadata=md)
     if gclient is not None:
         variants["greenroute.boto3_client put_object"] = lambda i: gclient.put_object(
             Bucket="grboto3", Key=f"{label}/{i}", Body=data)
@@ -189,8 +227,9 @@ def _variants(kind: Kind, size: int, data: bytes, gfs: Any, plain_s3: Any, gclie
             with contextlib.suppress(Exception):
                 gfs.rm_file(f"greenroute://grfs/{label}/{i}")
         if plain_s3 is not None:
-            with contextlib.suppress(Exception):
-                plain_s3.delete_object(Bucket=BUCKET, Key=f"boto3/{label}/{i}")
+            for key in (f"boto3/{label}/{i}", f"boto3-md/{label}/{i}"):
+                with contextlib.suppress(Exception):
+                    plain_s3.delete_object(Bucket=BUCKET, Key=key)
         if gclient is not None:
             with contextlib.suppress(Exception):
                 gclient.delete_object(Bucket="grboto3", Key=f"{label}/{i}")
@@ -201,7 +240,14 @@ def _variants(kind: Kind, size: int, data: bytes, gfs: Any, plain_s3: Any, gclie
 PAIRS = (("GreenRouter.write", "direct fsspec"), ("greenroute:// pipe", "direct fsspec"),
          ("greenroute.boto3_client put_object", "boto3 put_object"),
          ("GreenRouter.write", "direct fsspec + metadata"),
+         ("greenroute:// pipe", "direct fsspec + metadata"),
+         ("greenroute.boto3_client put_object", "boto3 put_object + metadata"),
          ("greenroute.boto3_client put_object", "GreenRouter.write"))
+#: Each routed front door, and the direct write that carries the same metadata (the S3 target's pair).
+WITH_METADATA = {"GreenRouter.write": "direct fsspec + metadata", "greenroute:// pipe": "direct fsspec + metadata",
+                 "greenroute.boto3_client put_object": "boto3 put_object + metadata"}
+WITHOUT_METADATA = {"GreenRouter.write": "direct fsspec", "greenroute:// pipe": "direct fsspec",
+                    "greenroute.boto3_client put_object": "boto3 put_object"}
 
 
 def _rows(kind: str, size: int, samples: dict[str, list[int]]) -> list[dict[str, Any]]:
@@ -213,8 +259,19 @@ def _rows(kind: str, size: int, samples: dict[str, list[int]]) -> list[dict[str,
         headline = compare(samples[routed], samples[direct])
         rows.append({"backend": kind, "size": size_label(size), "size_bytes": size, "routed": routed,
                      "direct": direct, "n": r["n"], "direct_p50_ms": d["p50_ms"], "direct_p99_ms": d["p99_ms"],
-                     "routed_p50_ms": r["p50_ms"], "routed_p99_ms": r["p99_ms"], **headline})
+                     "routed_p50_ms": r["p50_ms"], "routed_p99_ms": r["p99_ms"], **headline,
+                     "readme": _in_readme(kind, size, routed, direct)})
     return rows
+
+
+def _in_readme(kind: str, size: int, routed: str, direct: str) -> bool:
+    """Whether a row is in the README's table (every row is in the results): the targets' pairs and a few more."""
+    if kind == "s3":
+        return WITH_METADATA.get(routed) == direct or (size == MiB and WITHOUT_METADATA.get(routed) == direct)
+    if kind == "memory":
+        return (routed, direct) == ("GreenRouter.write", "direct fsspec + metadata") or (
+            size == KiB and WITH_METADATA.get(routed) == direct)
+    return (routed, direct) == ("GreenRouter.write", "direct fsspec")
 
 
 # -- where a routed write's time goes -------------------------------------------------------------
@@ -251,9 +308,8 @@ def routed_breakdown(kind: Kind, size: int, rounds: int) -> dict[str, Any]:
     tally = _Tally()
     undo = [
         tally.wrap(router.placement, "select_greenest_backend", "placement decision"),
-        tally.wrap(router.catalog, "lookup", "catalog lookup (on_overwrite=keep)"),
-        tally.wrap(router.catalog, "begin", "catalog begin (pending entry)"),
-        tally.wrap(router.catalog, "commit", "catalog commit"),
+        tally.wrap(router.catalog, "placement", "catalog read of the live entry"),
+        tally.wrap(router.catalog, "commit", "catalog commit (one transaction)"),
         tally.wrap(target, "write", "target.write (metadata + storage)"),
     ]
     total = 0
@@ -270,10 +326,141 @@ def routed_breakdown(kind: Kind, size: int, rounds: int) -> dict[str, Any]:
             fn()
     parts = {k: v / rounds / 1000 for k, v in tally.ns.items()}
     mean_us = total / rounds / 1000
-    parts["the rest of GreenRouter.write (paths, metadata dict, estimate, WriteResult)"] = max(
+    parts["the rest of GreenRouter.write (path checks, metadata, estimate and ledger baseline, catalog entry, "
+          "WriteResult)"] = max(
         0.0, mean_us - sum(parts.values()))
     return {"backend": kind.name, "size": size_label(size), "rounds": rounds, "mean_us": mean_us,
             "parts_us": parts}
+
+
+# -- throughput: threads writing through one router ---------------------------------------------------
+
+
+def _threaded(write: Callable[[str], object], threads: int, per_thread: int, tag: str) -> dict[str, float]:
+    """Writes per second from ``threads`` threads, each writing ``per_thread`` fresh keys, and CPU per wall second."""
+    start = threading.Barrier(threads + 1)
+    errors: list[BaseException] = []
+
+    def work(t: int) -> None:
+        start.wait()
+        try:
+            for i in range(per_thread):
+                write(f"{tag}/t{t}/{i}")
+        except BaseException as exc:  # noqa: BLE001 - re-raised below, in the caller
+            errors.append(exc)
+
+    workers = [threading.Thread(target=work, args=(t,), name=f"gr-bench-{t}") for t in range(threads)]
+    for w in workers:
+        w.start()
+    start.wait()
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    for w in workers:
+        w.join()
+    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    if errors:
+        raise errors[0]
+    return {"per_s": threads * per_thread / wall, "cpu_per_wall": cpu / wall}
+
+
+def throughput(kind: Kind, per_thread: int, rounds: int) -> dict[str, Any]:
+    """8 threads routed vs 8 threads direct (1 KiB, memory), 1 routed thread beside them, interleaved rounds.
+
+    A round of each; the medians are reported. The routed runs also time ``catalog.commit`` (its
+    transaction, waits for SQLite's write lock and for the GIL included).
+    """
+    router, fs = kind.router, kind.direct_fs
+    data = os.urandom(KiB)
+    md = dict(kind.metadata or {})
+    commit_ns: list[int] = []
+    original = router.catalog.commit
+
+    def timed_commit(*args: Any, **kwargs: Any) -> Any:
+        begun = clock()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            commit_ns.append(clock() - begun)
+
+    def direct(key: str) -> None:
+        path = f"{kind.direct_root}/threads/{key}"
+        fs.pipe_file(path, data)
+        fs.store[path].metadata = dict(md)
+
+    samples: dict[str, list[dict[str, float]]] = {"direct": [], "routed": [], "routed, 1 thread": []}
+    commits: dict[str, list[int]] = {"routed": [], "routed, 1 thread": []}
+    for r in range(rounds + 1):  # round 0 warms up
+        order = ["direct", "routed", "routed, 1 thread"]
+        for name in order if r % 2 else order[::-1]:
+            commit_ns.clear()
+            router.catalog.commit = timed_commit  # type: ignore[method-assign]
+            try:
+                if name == "direct":
+                    result = _threaded(direct, THREADS, per_thread, f"d{r}")
+                elif name == "routed":
+                    result = _threaded(lambda k: router.write(f"threads/{k}", data), THREADS, per_thread, f"r{r}")
+                else:
+                    result = _threaded(lambda k: router.write(f"thread/{k}", data), 1, per_thread * 2, f"s{r}")
+            finally:
+                del router.catalog.commit
+            if r:
+                samples[name].append(result)
+                if name in commits:
+                    commits[name].extend(commit_ns)
+    out: dict[str, Any] = {"threads": THREADS, "writes_per_thread": per_thread, "rounds": rounds,
+                           "switch_interval_ms": sys.getswitchinterval() * 1000}
+    for name, runs in samples.items():
+        out[name] = {"per_s": statistics.median(x["per_s"] for x in runs),
+                     "cpu_per_wall": statistics.median(x["cpu_per_wall"] for x in runs)}
+    for name, ns in commits.items():
+        out[name].update({f"commit_{k}": v for k, v in summary(ns, "us").items() if k != "n"})
+    return out
+
+
+def worker(mode: str, config: str, start_at: float, seconds: float) -> None:
+    """One process of the throughput part: write 1 KiB objects for ``seconds`` from ``start_at``; print the count.
+
+    ``routed`` writes through a router on ``config`` (its memory backend is this process's own; the
+    SQLite catalog file is shared by every process); ``direct`` writes fsspec's memory filesystem.
+    """
+    tag = f"procs-{uuid.uuid4().hex[:8]}"
+    data = os.urandom(KiB)
+    if mode == "routed":
+        router = GreenRouter.from_config(config)
+        for i in range(5):
+            router.write(f"warm/{tag}/{i}", data)
+
+        def write(i: int) -> None:
+            router.write(f"procs/{tag}/{i}", data)
+    else:
+        from fsspec.implementations.memory import MemoryFileSystem
+
+        fs = MemoryFileSystem()
+
+        def write(i: int) -> None:
+            fs.pipe_file(f"/gr-bench-procs/{tag}/{i}", data)
+
+    time.sleep(max(0.0, start_at - time.time()))
+    end = time.monotonic() + seconds
+    n = 0
+    while time.monotonic() < end:
+        write(n)
+        n += 1
+    print(json.dumps({"writes": n}))
+
+
+def processes_throughput(config: Path, processes: int, mode: str, seconds: float) -> float:
+    """Writes per second in all from ``processes`` processes writing at once."""
+    start_at = time.time() + 2.0 + 0.3 * processes  # every process has imported greenroute by then
+    procs = [subprocess.Popen([sys.executable, __file__, "worker", mode, str(config), str(start_at), str(seconds)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(processes)]
+    total = 0
+    for p in procs:
+        out, err = p.communicate(timeout=seconds + 120)
+        if p.returncode != 0:
+            raise RuntimeError(f"throughput worker failed: {err[-800:]}")
+        total += json.loads(out.strip().splitlines()[-1])["writes"]
+    return total / seconds
 
 
 # -- the section ---------------------------------------------------------------------------------------
@@ -328,6 +515,16 @@ def run(ctx: Context) -> Section:
         section.extra["routed_breakdown"] = [
             routed_breakdown(kind, size, 3 if ctx.smoke else (100 if kind.name == "s3" else 300))
             for kind in kinds for size in ((plan[0][0], plan[1][0]) if kind.name == "s3" else (plan[0][0],))]
+        memory = next(k for k in kinds if k.name == "memory")
+        print(f"  throughput: {THREADS} threads, 1 KiB to memory", flush=True)
+        section.extra["throughput"] = throughput(
+            memory, SMOKE_WRITES_PER_THREAD if ctx.smoke else FULL_WRITES_PER_THREAD, 1 if ctx.smoke else 5)
+        seconds = SMOKE_PROCESS_SECONDS if ctx.smoke else FULL_PROCESS_SECONDS
+        print(f"  throughput: {PROCESSES} processes, 1 KiB to memory", flush=True)
+        section.extra["throughput"]["processes"] = {
+            "processes": PROCESSES, "seconds": seconds,
+            "routed_per_s": processes_throughput(memory.config, PROCESSES, "routed", seconds),
+            "direct_per_s": processes_throughput(memory.config, PROCESSES, "direct", seconds)}
     section.table = [("backend", "backend"), ("size", "size"), ("routed", "routed"), ("direct", "direct"),
                      ("n", "n"), ("direct_p50_ms", "direct p50"), ("direct_p99_ms", "direct p99"),
                      ("routed_p50_ms", "routed p50"), ("routed_p99_ms", "routed p99"), ("ratio", "ratio"),
@@ -339,25 +536,67 @@ def run(ctx: Context) -> Section:
                              f"{b['mean_us']:.0f} µs): {parts} (µs)")
     section.notes.append("ratio = median(routed) / median(direct); added = median(routed) - median(direct); "
                          "paired added = median of the per-round differences.")
-    section.notes.append("On S3, 'direct fsspec + metadata' is the same direct put_object carrying the metadata the "
-                         "router stamps (9 x-amz-meta headers): the routed-vs-it row is routing's own cost, net of "
-                         "the metadata the design requires.")
+    section.notes.append("On S3, 'direct fsspec + metadata' and 'boto3 put_object + metadata' are the same direct "
+                         "put_object carrying the metadata the router stamps (9 x-amz-meta headers): the "
+                         "routed-vs-them rows are routing's own cost, net of the metadata the design requires. "
+                         "On memory, the direct write sets the same dict on the stored object.")
+    t = section.extra["throughput"]
+    section.notes.append(
+        f"Throughput, {t['threads']} threads x {t['writes_per_thread']} writes of 1 KiB to memory (median of "
+        f"{t['rounds']} interleaved rounds): direct {t['direct']['per_s']:,.0f}/s, "
+        f"routed {t['routed']['per_s']:,.0f}/s "
+        f"(1 routed thread: {t['routed, 1 thread']['per_s']:,.0f}/s); process CPU per wall second "
+        f"{t['routed']['cpu_per_wall']:.2f} routed, {t['direct']['cpu_per_wall']:.2f} direct (2 would be both cores); "
+        f"catalog.commit p50 {t['routed']['commit_p50_us']:.0f} µs / mean {t['routed']['commit_mean_us']:.0f} µs / "
+        f"p99 {t['routed']['commit_p99_us']:.0f} µs with {t['threads']} threads, p50 "
+        f"{t['routed, 1 thread']['commit_p50_us']:.0f} µs / mean {t['routed, 1 thread']['commit_mean_us']:.0f} µs "
+        f"with one. {t['processes']['processes']} processes instead of threads (one GIL each, one SQLite catalog "
+        f"file): routed {t['processes']['routed_per_s']:,.0f}/s, direct {t['processes']['direct_per_s']:,.0f}/s.")
     return section
 
 
+def _row(section: Section, backend: str, size: int, routed: str, direct: str) -> dict[str, Any] | None:
+    return next((r for r in section.rows if r["backend"] == backend and r["size_bytes"] == size
+                 and r["routed"] == routed and r["direct"] == direct), None)
+
+
 def _targets(ctx: Context, section: Section, plan: tuple[tuple[int, int, int], ...]) -> None:
-    size = plan[1][0]
-    rows = [r for r in section.rows
-            if r["backend"] == "s3" and r["size_bytes"] == size and r["direct"] != "direct fsspec + metadata"]
-    if not rows:
-        section.target("routed/direct ≤ 1.03 and ≤ 0.3 ms added, 1 MiB to moto S3",
-                       goal="ratio ≤ 1.03, added ≤ 0.3 ms", measured="not run (no moto S3)", met=None)
-    for r in rows:
-        section.target(f"{r['routed']} vs {r['direct']}: ratio ≤ 1.03 and ≤ 0.3 ms added, {r['size']} to moto S3",
-                       goal="ratio ≤ 1.03, added ≤ 0.3 ms",
-                       measured=f"ratio {r['ratio']:.3f}, added {r['added_ms']:.2f} ms "
-                                f"(paired {r['paired_added_ms']:.2f} ms)",
-                       met=None if ctx.smoke else bool(r["ratio"] <= TARGET_RATIO and r["added_ms"] <= TARGET_ADDED_MS))
+    judged = not ctx.smoke
+    small, size = plan[0][0], plan[1][0]
+    r = _row(section, "memory", small, "GreenRouter.write", "direct fsspec + metadata")
+    bare = _row(section, "memory", small, "GreenRouter.write", "direct fsspec")
+    section.target(f"GreenRouter.write vs a direct memory pipe with the same metadata: ≤ 0.3 ms added, "
+                   f"{size_label(small)}, catalog commit included (SQLite, synchronous=NORMAL)",
+                   goal="added ≤ 0.3 ms",
+                   measured="not run" if r is None else
+                   f"added {r['added_ms']:.3f} ms (paired {r['paired_added_ms']:.3f} ms; {r['routed_p50_ms']:.3f} vs "
+                   f"{r['direct_p50_ms']:.3f} ms p50)" + ("" if bare is None else
+                                                        f"; vs without metadata {bare['added_ms']:.3f} ms"),
+                   met=None if r is None or not judged else bool(r["added_ms"] <= TARGET_ADDED_MS))
+    for routed, direct in WITH_METADATA.items():
+        r = _row(section, "s3", size, routed, direct)
+        bare = _row(section, "s3", size, routed, WITHOUT_METADATA[routed])
+        if r is None:
+            why = "no moto S3" if not any(x["backend"] == "s3" for x in section.rows) else "front door skipped"
+            section.target(f"{routed} vs {direct}: ratio ≤ {TARGET_RATIO}, {size_label(size)} to moto S3",
+                           goal=f"ratio ≤ {TARGET_RATIO}", measured=f"not run ({why})", met=None)
+            continue
+        section.target(f"{routed} vs {direct}: ratio ≤ {TARGET_RATIO}, {r['size']} to moto S3",
+                       goal=f"ratio ≤ {TARGET_RATIO}",
+                       measured=f"ratio {r['ratio']:.3f}, added {r['added_ms']:.2f} ms (paired "
+                                f"{r['paired_added_ms']:.2f} ms)" + ("" if bare is None else
+                                f"; vs {bare['direct']} without metadata: ratio {bare['ratio']:.3f}"),
+                       met=None if not judged else bool(r["ratio"] <= TARGET_RATIO))
+    t = section.extra["throughput"]
+    section.target(f"throughput: {t['threads']} threads writing 1 KiB to memory through one router, writes/s vs "
+                   "direct (a report: the issue sets no figure)",
+                   goal="report, and what limits it",
+                   measured=f"routed {t['routed']['per_s']:,.0f}/s vs direct {t['direct']['per_s']:,.0f}/s "
+                            f"({t['routed']['per_s'] / t['direct']['per_s']:.3f}x); 1 routed thread "
+                            f"{t['routed, 1 thread']['per_s']:,.0f}/s; CPU {t['routed']['cpu_per_wall']:.2f} s per "
+                            f"wall s; {t['processes']['processes']} processes: routed "
+                            f"{t['processes']['routed_per_s']:,.0f}/s (the GIL: see the README)",
+                   met=None)
 
 
 def main() -> int:
@@ -365,4 +604,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "worker":
+        worker(sys.argv[2], sys.argv[3], float(sys.argv[4]), float(sys.argv[5]))
+        raise SystemExit(0)
     raise SystemExit(main())
