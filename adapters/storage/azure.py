@@ -14,6 +14,11 @@ A multipart upload (:meth:`AzureTarget.open_multipart`) stages each part as a bl
 (``Put Block``, ids of one length per upload) and commits the listed blocks with the metadata for the
 real size (``Put Block List``). Staged blocks are invisible; Azure has no call to delete them, and
 discards them at the blob's next commit or after a week, so an aborted upload leaves nothing visible.
+
+Names holding U+FFFE or U+FFFF, the only characters a logical path may hold that XML 1.0 cannot
+carry, are refused (``InvalidPathError``): Azure lists blobs in XML, and one such blob made the
+listing of the whole container fail (Azurite answers 500), which would stop ``reindex`` and
+``fsck`` for the backend.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from azure.core import MatchConditions
 from azure.storage.blob.aio import BlobClient, BlobServiceClient
 from fsspec.asyn import sync  # type: ignore[import-untyped]
 
-from greenroute.errors import StorageError
+from greenroute.errors import InvalidPathError, StorageError
 from greenroute.model import Backend, Provider
 
 from ._fsspec_target import Fault, FsspecTarget, Stamp, split_root
@@ -39,6 +44,8 @@ __all__ = ["AzureTarget", "AzureUpload", "from_backend"]
 
 _ADLFS_KEY = "is_directory"
 _COPY_WAIT_S = 600.0
+#: What XML 1.0 cannot carry, beyond the control characters and surrogates no logical path holds.
+_NOT_XML = frozenset("\ufffe\uffff")
 
 
 class _AzureBlobFileSystem(adlfs.AzureBlobFileSystem):  # type: ignore[misc]
@@ -72,6 +79,13 @@ class AzureTarget(FsspecTarget):
         options.setdefault("use_listings_cache", False)
         fs = _AzureBlobFileSystem(**options)
         super().__init__(backend, fs, f"{container}/{prefix}" if prefix else container)
+
+    def _full(self, path: str) -> str:
+        unlistable = sorted({ch for ch in path if ch in _NOT_XML})
+        if unlistable:
+            raise InvalidPathError(path, f"contains {' '.join(f'U+{ord(ch):04X}' for ch in unlistable)}, which "
+                                         "Azure's XML listings cannot carry")
+        return super()._full(path)
 
     def _blob(self, full: str) -> BlobClient:
         container, blob, _ = self.fs.split_path(full)

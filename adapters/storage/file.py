@@ -123,7 +123,14 @@ class FileTarget(FsspecTarget):
             raise
 
     def _open_inner(self, full: str, block_size: int | None, metadata: dict[str, str] | None) -> _Pending:
-        return _Pending(full)
+        return self._pending(full)
+
+    def _pending(self, full: str) -> _Pending:
+        """A new temporary file in ``full``'s folder (made as needed)."""
+        try:
+            return _Pending(full)
+        except (FileExistsError, NotADirectoryError) as exc:
+            raise self._name_conflict(full) from exc
 
     def _commit(self, inner: Any, full: str, metadata: dict[str, str], size: int,
                 upfront: dict[str, str] | None) -> Stamp:
@@ -131,8 +138,32 @@ class FileTarget(FsspecTarget):
         pending.file.close()
         with self._locked(full):
             self._bind(pending.tmp, full, metadata)
-            os.replace(pending.tmp, full)
+            try:
+                os.replace(pending.tmp, full)
+            except IsADirectoryError as exc:
+                raise self._name_conflict(full) from exc
         return None, None
+
+    def _name_conflict(self, full: str) -> OSError:
+        """Why ``full`` cannot be an object here: it is a folder of others, or lies under another object.
+
+        Object stores keep ``a`` and ``a/b`` side by side; in a folder one of them would have to be
+        both a file and a folder. The error is the builtin one, with the logical names in its text.
+        """
+        logical = full[len(self._root) + 1:]
+        parts = logical.split("/")
+        bid = self.backend.id
+        mapped: OSError
+        above = next(("/".join(parts[:i]) for i in range(1, len(parts))
+                      if os.path.isfile(f"{self._root}/{'/'.join(parts[:i])}")), None)
+        if above is not None:
+            mapped = NotADirectoryError(errno.ENOTDIR, f"{bid}: {above!r} is an object on this local target, so "
+                                                       f"{logical!r} cannot be stored under it", self.url(logical))
+        else:
+            mapped = IsADirectoryError(errno.EISDIR, f"{bid}: {logical!r} is a folder of other objects on this "
+                                                     "local target, so no object can take its name", self.url(logical))
+        setattr(mapped, "greenroute_mapped", True)  # noqa: B010 (raised as is by _errors)
+        return mapped
 
     @contextlib.contextmanager
     def _locked(self, full: str) -> Iterator[None]:
@@ -226,7 +257,7 @@ class FileTarget(FsspecTarget):
             os.unlink(self._sidecar(full))
 
     def _copy(self, source: str, target: str, metadata: dict[str, str]) -> None:
-        pending = _Pending(target)
+        pending = self._pending(target)
         try:
             with open(source, "rb") as src:
                 shutil.copyfileobj(src, pending.file, 1024 * 1024)
@@ -273,7 +304,8 @@ class FileUpload(StagedUpload):
         return os.path.join(self._folder, f"{_TMP_PREFIX}{self._token}-{number:05d}")
 
     def _send(self, number: int, data: bytes) -> str | None:
-        pending = _Pending(self._full)  # a fresh temporary file, renamed over the part: a resent part is whole
+        # A fresh temporary file, renamed over the part: a resent part is whole.
+        pending = self._file._pending(self._full)
         try:
             pending.write(data)
             pending.file.close()
@@ -284,7 +316,7 @@ class FileUpload(StagedUpload):
         return None
 
     def _join(self, numbers: list[int], stored: dict[str, str], size: int) -> Stamp:
-        pending = _Pending(self._full)
+        pending = self._file._pending(self._full)
         try:
             for number in numbers:
                 with open(self._part(number), "rb") as part:

@@ -70,6 +70,15 @@ class MemoryTarget(FsspecTarget):
     def _open_read(self, full: str, block_size: int | None) -> Any:
         return io.BytesIO(self.fs.cat_file(full))  # the store's object must not share a position
 
+    def _stat(self, full: str) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
+        # The store itself, not fs.info(), which calls ``a`` a directory once ``a/b`` exists: as in an
+        # object store, ``a`` and ``a/b`` are two objects.
+        item = self.fs.store.get(full)
+        if item is None:
+            raise FileNotFoundError(errno.ENOENT, "no such object", full)
+        info = {"name": full, "size": item.size, "type": "file", "created": getattr(item, "created", None)}
+        return info, dict(getattr(item, _ATTR, {}))
+
     def _raw_metadata(self, full: str, info: Mapping[str, Any]) -> Mapping[str, Any]:
         item = self.fs.store.get(full)
         if item is None:

@@ -11,7 +11,7 @@ from azure.storage.blob import BlobServiceClient
 from tests.servers.local import MOTO_KEY, MOTO_SECRET, LocalServer, azure_connection_string
 from tests.targets.conftest import build_target, cloud_target
 
-from greenroute.errors import ConfigError, TargetUnavailableError
+from greenroute.errors import ConfigError, InvalidPathError, TargetUnavailableError
 
 MD = {"greenroute_gco2e": "1.5", "greenroute_path": "ns/é.bin", "team": "data"}
 ENCODED_PATH = "=?utf-8?b?bnMvw6kuYmlu?="
@@ -111,3 +111,20 @@ def test_s3_streams_bind_late_values_without_a_self_copy_unless_the_hint_was_wro
     assert hinted is not None and hinted.endswith("-3")  # still the 3-part multipart object: no copy
     assert unhinted is not None and unhinted.endswith("-3")  # bound at close with tags: no copy
     assert wrong is not None and "-" not in wrong  # a wrong hint is rebound by a self-copy
+
+
+def test_azure_refuses_names_its_xml_listings_cannot_carry(azurite_server: LocalServer,
+                                                           moto_server: LocalServer) -> None:
+    """U+FFFE/U+FFFF are not XML 1.0: one such blob made Azurite's listing of the container fail."""
+    target = cloud_target("azure", azurite_server.endpoint)
+    target.write("ns/ok.bin", b"x", MD)
+    for name in ("ns/a\ufffe.bin", "ns/\uffff/b.bin"):
+        with pytest.raises(InvalidPathError, match="U\\+FFF"):
+            target.write(name, b"y", MD)
+        with pytest.raises(InvalidPathError):
+            target.open_write(name, lambda n: MD)
+    assert [i.path for i in target.list("ns/")] == ["ns/ok.bin"]
+    # S3's listings escape keys (EncodingType=url, which botocore asks for and undoes), so S3 keeps such names.
+    s3 = cloud_target("s3", moto_server.endpoint)
+    s3.write("ns/a\ufffe.bin", b"y", MD)
+    assert [(i.path, s3.read(i.path)) for i in s3.list("ns/")] == [("ns/a\ufffe.bin", b"y")]

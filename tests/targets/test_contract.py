@@ -339,3 +339,32 @@ def test_delete_if_spares_an_object_overwritten_between_its_check_and_its_delete
     assert racer.delete_if("ns/raced.bin", METADATA["greenroute_decision"]) is False
     assert target.read("ns/raced.bin") == b"newer bytes"
     assert target.stat("ns/raced.bin").metadata["greenroute_decision"] == "newer-writer"
+
+
+# -- an object and objects under its name ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("first", ["ns/a", "ns/a/b"])
+def test_an_object_and_objects_under_its_name(target: FsspecTarget, kind: str, first: str) -> None:
+    """Object stores (and memory) keep ``ns/a`` and ``ns/a/b`` as two objects; a folder cannot, and says so."""
+    second = "ns/a" if first == "ns/a/b" else "ns/a/b"
+    decision = {**METADATA, "greenroute_path": first}
+    target.write(first, b"first", decision)
+    if kind.startswith("file"):
+        error = IsADirectoryError if second == "ns/a" else NotADirectoryError
+        with pytest.raises(error, match="ns/a"):
+            target.write(second, b"second", {**METADATA, "greenroute_path": second})
+        with pytest.raises(error, match="ns/a"), target.open_write(second, lambda n: {**METADATA, "size": str(n)}) as s:
+            s.write(b"second")
+        assert [(i.path, target.read(i.path)) for i in target.list("ns/")] == [(first, b"first")]
+        return
+    target.write(second, b"second", {**METADATA, "greenroute_path": second})
+    for path, data in ((first, b"first"), (second, b"second")):
+        assert target.read(path) == data
+        info = target.stat(path)
+        assert (info.size, info.metadata["greenroute_path"]) == (len(data), path)
+    assert sorted((i.path, i.metadata["greenroute_path"]) for i in target.list("ns/")) == [
+        ("ns/a", "ns/a"), ("ns/a/b", "ns/a/b")]
+    assert target.delete_if("ns/a", METADATA["greenroute_decision"]) is True
+    assert target.read("ns/a/b") == (b"first" if first == "ns/a/b" else b"second")
+    assert [i.path for i in target.list("ns/")] == ["ns/a/b"]
