@@ -21,8 +21,8 @@ room for the marker, where the store does not implement tagging (``NotImplemente
 ``storage_options = {"late_metadata": "copy"}``, the values are bound as before with a server-side
 copy of the object onto itself (``CopyObject``/``UploadPartCopy``, ``MetadataDirective=REPLACE``).
 Tags need ``s3:PutObjectTagging`` to write and ``s3:GetObjectTagging`` to read. A multipart upload
-(:meth:`S3Target.open_multipart`) without a hint still binds late values with the copy: the boto3
-drop-in reads such objects' metadata from S3 itself, where tags would leave the first part's values.
+(:meth:`S3Target.open_multipart`) without a hint binds its late values the same way; the boto3
+drop-in, which reads S3 objects' metadata from S3 itself, merges the tags too.
 
 A copy within the bucket is one ``CopyObject``: the source's size and ETag are those this target
 last saw (a ``stat`` just before, as the router's copy does; else one ``HeadObject``), and the copy
