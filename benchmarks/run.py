@@ -11,7 +11,8 @@
 Sections, each also runnable on its own (``python benchmarks/<name>.py``):
 
 1. ``decision_latency``: ``select_greenest_backend`` with warm caches, 3, 10 and 100 candidates.
-2. ``write_overhead``: routed vs direct writes, 1 KiB / 1 MiB / 16 MiB, memory, local file, moto S3.
+2. ``write_overhead``: routed vs direct writes, 1 KiB / 1 MiB / 16 MiB, memory, local file, moto S3, and
+   8 threads (and 8 processes) writing 1 KiB to memory, routed vs direct.
 3. ``cold_path``: the first decision against a grid API answering in 50 ms, then a hung API.
 4. ``coalescing``: 64 threads, 1 s TTL: upstream calls per region per TTL window.
 5. ``catalog_scaling``: SQLite catalog commit and lookup cost at 10^4 and 10^6 entries.
